@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A REAL single-node Apache Kafka (KRaft, broker+controller) from the jars Maven Central serves.
+#   hack/kafka.sh start DIR   formats storage in DIR, starts the broker on a free 127.0.0.1 port,
+#                             waits until it answers, writes DIR/pid and DIR/bootstrap, prints host:port
+#   hack/kafka.sh stop DIR    stops the broker recorded in DIR/pid
+# Jars are cached under $ATLAS_CACHE_DIR/kafka-<version>.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+KAFKA_VERSION="${ATLAS_KAFKA_VERSION:-4.4.0}"
+LOG4J_VERSION=2.25.5
+cache="$ATLAS_CACHE_DIR/kafka-$KAFKA_VERSION"
+
+start() {
+  local dir=$1
+  mvn_fetch "$cache" "org.apache.kafka:kafka_2.13:$KAFKA_VERSION" \
+    "org.apache.logging.log4j:log4j-slf4j-impl:$LOG4J_VERSION"
+  mkdir -p "$dir/data"
+  dir=$(cd "$dir" && pwd)
+  local port cport
+  port=$(free_port)
+  cport=$(free_port)
+  while [[ $cport == "$port" ]]; do cport=$(free_port); done
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=16777216
+log.retention.check.interval.ms=60000
+PROPS
+  cat >"$dir/log4j2.properties" <<PROPS
+status = error
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $dir/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+PROPS
+  local cp="$cache/lib/*"
+  local jvm=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$cp")
+  local cluster_id
+  cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  java "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+    { cat "$dir/format.log" >&2; die "kafka: formatting storage failed"; }
+  nohup java "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  echo $! >"$dir/pid"
+  echo "127.0.0.1:$port" >"$dir/bootstrap"
+  if ! wait_port 127.0.0.1 "$port" 90; then
+    tail -n 40 "$dir/stdout.log" "$dir/server.log" >&2 || true
+    stop "$dir"
+    die "kafka: broker did not listen on 127.0.0.1:$port within 90s"
+  fi
+  log "kafka: Apache Kafka $KAFKA_VERSION (KRaft) up on 127.0.0.1:$port, pid $(cat "$dir/pid")"
+  echo "127.0.0.1:$port"
+}
+
+stop() {
+  local dir=$1
+  [[ -f $dir/pid ]] || return 0
+  stop_pid "$(cat "$dir/pid")" kafka
+  rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+  start) start "${2:?usage: kafka.sh start DIR}" ;;
+  stop) stop "${2:?usage: kafka.sh stop DIR}" ;;
+  fetch) mvn_fetch "$cache" "org.apache.kafka:kafka_2.13:$KAFKA_VERSION" "org.apache.logging.log4j:log4j-slf4j-impl:$LOG4J_VERSION" ;;
+  *) die "usage: hack/kafka.sh start|stop DIR | fetch" ;;
+esac

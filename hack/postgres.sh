@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL server from the machine's packages (installed with apt when absent).
+#   hack/postgres.sh start DIR   initdb in DIR, start on a free 127.0.0.1 port (socket in DIR),
+#                                write DIR/pid and DIR/url, print the URL
+#   hack/postgres.sh stop DIR
+# PostgreSQL refuses to run as root: as root the server runs as the `postgres` OS user.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+pg_bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [[ -n $d && -x $d/initdb ]] || return 1
+  echo "$d"
+}
+
+as_owner() {
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start() {
+  local dir=$1 bin
+  bin=$(pg_bindir) || die "PostgreSQL server binaries not found: run hack/install-deps.sh (apt-get install -y postgresql)"
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  if [[ $(id -u) == 0 ]]; then
+    id postgres >/dev/null 2>&1 || die "the postgres OS user is missing: apt-get install -y postgresql"
+    chown postgres "$dir"
+    chmod 0755 "$dir"
+  fi
+  as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; die "postgres: initdb failed"; }
+  local port
+  port=$(free_port)
+  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+    -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null ||
+    { tail -n 30 "$dir/server.log" >&2; die "postgres: server did not start"; }
+  head -n 1 "$dir/data/postmaster.pid" >"$dir/pid"
+  local url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+  echo "$url" >"$dir/url"
+  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on 127.0.0.1:$port, pid $(cat "$dir/pid")"
+  echo "$url"
+}
+
+stop() {
+  local dir=$1
+  [[ -f $dir/pid ]] || return 0
+  stop_pid "$(cat "$dir/pid")" postgres
+  rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+  start) start "${2:?usage: postgres.sh start DIR}" ;;
+  stop) stop "${2:?usage: postgres.sh stop DIR}" ;;
+  *) die "usage: hack/postgres.sh start|stop DIR" ;;
+esac
