@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/internal/devkafka"
+)
+
+// newDevCommand groups development stand-ins for the local demo stack; they are not
+// product features.
+func newDevCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:    "dev",
+		Short:  "Development stand-ins for the local demo stack (not product features)",
+		Hidden: true,
+	}
+	cmd.AddCommand(newDevKafkaCommand())
+	return cmd
+}
+
+func newDevKafkaCommand() *cobra.Command {
+	var cfg devkafka.Config
+	cmd := &cobra.Command{
+		Use:   "kafka",
+		Short: "Run an embedded Kafka-protocol broker (franz-go kfake) on 127.0.0.1 until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := devkafka.Start(cfg)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			fmt.Fprintf(cmd.OutOrStdout(), "embedded kafka (kfake) listening on %s\n", strings.Join(b.Addrs(), ","))
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&cfg.Port, "port", 9092, "port on 127.0.0.1 (0 picks a free one)")
+	fs.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of seeded and auto-created topics")
+	fs.StringSliceVar(&cfg.Topics, "topics", []string{event.Topic, event.Topic + ".dlq"}, "topics to create at start")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep the log on disk here (empty: memory only)")
+	return cmd
+}
