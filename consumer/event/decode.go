@@ -183,6 +183,11 @@ func (v *validator) str(field string, raw json.RawMessage) (string, bool) {
 		v.fail(field, "must be a string, got %s", jsonKind(raw))
 		return "", false
 	}
+	// Fast path: raw was validated by the enclosing Unmarshal, so a quoted string with
+	// no escapes is its own content.
+	if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		v.fail(field, "invalid string: %v", err)
