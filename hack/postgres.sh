@@ -27,6 +27,8 @@ start() {
     id postgres >/dev/null 2>&1 || die "the postgres OS user is missing: apt-get install -y postgresql"
     chown postgres "$dir"
     chmod 0755 "$dir"
+    runuser -u postgres -- test -w "$dir" ||
+      die "the postgres OS user cannot write $dir: make every directory above it traversable (chmod o+x) or choose another"
   fi
   as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
     { cat "$dir/initdb.log" >&2; die "postgres: initdb failed"; }

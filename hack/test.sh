@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make test`: installs what is missing, builds (or takes from the cache) the envtest
+# control plane, starts real Postgres, Apache Kafka and OpenSearch servers, runs every Go
+# test against them, and stops everything it started, also on failure or Ctrl-C.
+#   hack/test.sh [PKG...]            run the tests (default ./...)
+#   hack/test.sh --bench [PKG...]    run the benchmarks instead (`make bench`)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$(dirname "$0")/.."
+
+mode=test
+if [[ ${1:-} == --bench ]]; then mode=bench; shift; fi
+pkgs=("$@")
+[[ ${#pkgs[@]} -gt 0 ]] || pkgs=(./...)
+
+started=$SECONDS
+hack/install-deps.sh
+
+log "step 1/4: envtest control plane (kube-apiserver + etcd)"
+KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
+export KUBEBUILDER_ASSETS
+
+log "step 2/4: generated code and manifests, gofmt"
+tree_sum() { find api config -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
+before=$(tree_sum)
+make --no-print-directory generate manifests >/dev/null
+if [[ $(tree_sum) != "$before" ]]; then
+  git --no-pager diff --stat -- api config >&2 || true
+  die "generated code or manifests were out of date (now regenerated): review and commit them"
+fi
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))
+[[ -z $unformatted ]] || die "gofmt would change: $unformatted"
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/atlas-test.XXXXXX")
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  log "stopping the test stack"
+  hack/test-stack.sh down "$state" || true
+  rm -rf "$state" 2>/dev/null || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "step 3/4: starting real Postgres, Apache Kafka and OpenSearch"
+chmod 0755 "$state" # the postgres OS user must reach its data directory inside
+exports=$(hack/test-stack.sh up "$state")
+eval "$exports"
+
+log "step 4/4: go $mode ${pkgs[*]}"
+if [[ $mode == bench ]]; then
+  go test -run '^$' -bench . -benchmem -count=1 -p 1 "${pkgs[@]}"
+else
+  go vet "${pkgs[@]}"
+  # -v so the smoke tests' logs (what each real server reported) show; the noise of
+  # RUN/PAUSE/CONT lines and passing subtests is filtered out of the terminal, kept in the log.
+  set +e
+  go test -v ${GOTEST_FLAGS:--count=1 -p 2 -timeout 30m} "${pkgs[@]}" 2>&1 | tee "$state/go-test.log" |
+    grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s+--- PASS)'
+  rc=${PIPESTATUS[0]}
+  set -e
+  passed=$(grep -cE '^\s*--- PASS' "$state/go-test.log" || true)
+  failed=$(grep -cE '^\s*--- FAIL' "$state/go-test.log" || true)
+  log "tests finished in $((SECONDS - started))s"
+  echo "$passed passed, $failed failed"
+  exit "$rc"
+fi

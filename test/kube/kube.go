@@ -1,0 +1,68 @@
+// Package kube starts a real Kubernetes API server (envtest's kube-apiserver + etcd) for
+// tests, with the project's CRDs installed. It is apart from package infra so tests that
+// need no Kubernetes do not compile its dependencies.
+package kube
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Env is a running envtest control plane (kube-apiserver + etcd) with the project's
+// CRDs installed.
+type Env struct {
+	Env    *envtest.Environment
+	Config *rest.Config
+	Client client.Client
+	Scheme *runtime.Scheme
+}
+
+// Start starts a real kube-apiserver and etcd from $KUBEBUILDER_ASSETS, installs the
+// CRDs under config/crd/bases and stops everything when the test ends.
+func Start(t testing.TB) *Env {
+	t.Helper()
+	assets := infra.Require(t, infra.EnvKubebuilderAssets, "kube-apiserver and etcd",
+		"build them with `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)` (about 12 minutes the first time, cached afterwards)")
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			t.Fatalf("%s not found in KUBEBUILDER_ASSETS=%s: run hack/envtest-binaries.sh", bin, assets)
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := atlasv1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(infra.RepoRoot(t), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest (kube-apiserver + etcd from %s): %v", assets, err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatalf("kubernetes client: %v", err)
+	}
+	return &Env{Env: env, Config: cfg, Client: c, Scheme: scheme}
+}
