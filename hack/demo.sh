@@ -10,12 +10,13 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-state="${ATLAS_DEMO_DIR:-$ATLAS_CACHE_DIR/demo}"
+# Under /tmp, not the cache: the postgres OS user (when run as root) must reach its data.
+state="${ATLAS_DEMO_DIR:-${TMPDIR:-/tmp}/atlas-demo}"
 
 stop_all() {
   [[ -d $state ]] || return 0
   local f
-  for f in "$state"/*.pid; do
+  for f in "$state"/kafka.pid "$state"/kube.pid; do
     [[ -f $f ]] && stop_pid "$(cat "$f")" "$(basename "$f" .pid)" && rm -f "$f"
   done
   hack/opensearch.sh stop "$state/opensearch"
@@ -24,6 +25,8 @@ stop_all() {
 }
 
 if [[ ${1:-} == down ]]; then
+  # A running demo stops its own stack when signalled; then sweep whatever is left.
+  if [[ -f $state/demo.pid ]]; then stop_pid "$(cat "$state/demo.pid")" demo; fi
   stop_all
   exit 0
 fi
@@ -32,7 +35,9 @@ hack/install-deps.sh
 stop_all
 rm -rf "$state"
 mkdir -p "$state"
-trap 'trap - EXIT INT TERM; log "stopping the demo stack"; stop_all' EXIT
+chmod 0755 "$state"
+echo $$ >"$state/demo.pid"
+trap 'trap - EXIT; trap "" INT TERM; log "stopping the demo stack"; stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -76,4 +81,7 @@ REPORT
 
 if [[ ${DEMO_ONCE:-} == 1 ]]; then exit 0; fi
 log "5/5 running; Ctrl-C stops everything"
-while sleep 3600; do :; done
+while :; do
+  sleep 3600 &
+  wait $! # returns at once on a signal, so the EXIT trap stops the stack
+done

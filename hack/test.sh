@@ -34,7 +34,8 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' 
 state=$(mktemp -d "${TMPDIR:-/tmp}/atlas-test.XXXXXX")
 cleanup() {
   local rc=$?
-  trap - EXIT INT TERM
+  trap - EXIT
+  trap '' INT TERM # a second Ctrl-C must not interrupt the cleanup (children inherit this)
   log "stopping the test stack"
   hack/test-stack.sh down "$state" || true
   rm -rf "$state" 2>/dev/null || true
