@@ -35,7 +35,7 @@ demo-down: ## Stop everything a `make demo` started.
 	bash hack/demo.sh down
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD, RBAC and webhook manifests under config/.
+manifests: controller-gen ## Generate the CRD and RBAC manifests under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
 
 .PHONY: generate

@@ -58,7 +58,8 @@ GO
   done
   for bin in kubectl kube-apiserver; do
     log "envtest: building $bin v$K8S_VERSION (kube-apiserver takes ~10 min cold on 2 cores)"
-    (cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags tools -trimpath -ldflags "$ld" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin")
+    (cd "$mod" && with_heartbeat "building $bin" \
+      env CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags tools -trimpath -ldflags "$ld" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin")
     mv "$dest/$bin.tmp" "$dest/$bin"
   done
 }
@@ -82,7 +83,8 @@ import _ "go.etcd.io/etcd/server/v3"
 GO
   log "envtest: building etcd v$ETCD_VERSION"
   (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$mod" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$dest/etcd.tmp" go.etcd.io/etcd/server/v3)
+  (cd "$mod" && with_heartbeat "building etcd" \
+    env CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$dest/etcd.tmp" go.etcd.io/etcd/server/v3)
   mv "$dest/etcd.tmp" "$dest/etcd"
 }
 

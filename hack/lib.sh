@@ -69,3 +69,17 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
   log "$name: killed after 20s (pid $pid)"
 }
+
+# with_heartbeat WHAT CMD...: runs CMD, logging "still WHAT" every 30s so a long silent
+# build shows it is alive.
+with_heartbeat() {
+  local what=$1; shift
+  local start=$SECONDS
+  ( while sleep 30; do log "still $what ($(((SECONDS - start) / 60))m$(((SECONDS - start) % 60))s)"; done ) &
+  local beat=$!
+  local rc=0
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null
+  wait "$beat" 2>/dev/null || true
+  return "$rc"
+}

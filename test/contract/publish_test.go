@@ -1,4 +1,5 @@
-package event_test
+// Package contract tests the v1 event contract end to end against a real Apache Kafka broker.
+package contract
 
 import (
 	"context"
