@@ -62,10 +62,6 @@ bench: ## Run the Go benchmarks and print their figures.
 fuzz: ## Fuzz the event decoder for 60s.
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./consumer/event/
 
-.PHONY: verify-generated
-verify-generated: manifests generate ## Fail when generated code or manifests differ from what is committed.
-	@git diff --exit-code -- api config || { echo "generated files are out of date: run 'make generate manifests' and commit"; exit 1; }
-
 ##@ Build
 
 .PHONY: build
