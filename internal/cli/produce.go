@@ -19,13 +19,13 @@ import (
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/consumer/eventgen"
+	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
 )
 
 // produceConfig is the configuration of `atlas produce`.
 type produceConfig struct {
-	Brokers  []string
+	Kafka    kafkaconn.Config
 	Topic    string
-	ClientID string
 	File     string
 	Generate int
 	Rate     float64
@@ -48,19 +48,18 @@ With --generate N, publishes N realistic synthetic events (collections, membersh
 with title/content/source_url, updates and deletes, jobs), at most --rate events/s.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(cfg.Brokers) == 0 {
-				return errors.New("--kafka-brokers (or ATLAS_KAFKA_BROKERS) is required")
-			}
 			if cfg.Rate < 0 {
 				return errors.New("--rate must not be negative")
 			}
-			client, err := kgo.NewClient(
-				kgo.SeedBrokers(cfg.Brokers...),
-				kgo.ClientID(cfg.ClientID),
+			conn, err := cfg.Kafka.Opts()
+			if err != nil {
+				return err
+			}
+			client, err := kgo.NewClient(append(conn,
 				kgo.DefaultProduceTopic(cfg.Topic),
 				kgo.ProducerLinger(5*time.Millisecond),
 				kgo.RecordRetries(10),
-			)
+			)...)
 			if err != nil {
 				return fmt.Errorf("kafka client: %w", err)
 			}
@@ -82,9 +81,8 @@ with title/content/source_url, updates and deletes, jobs), at most --rate events
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringSliceVar(&cfg.Brokers, "kafka-brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap servers")
+	cfg.Kafka.AddFlags(fs, "atlas-produce")
 	fs.StringVar(&cfg.Topic, "topic", event.Topic, "topic to publish to")
-	fs.StringVar(&cfg.ClientID, "client-id", "atlas-produce", "Kafka client id")
 	fs.StringVarP(&cfg.File, "file", "f", "-", "JSON-lines file of envelopes ('-' = stdin)")
 	fs.IntVar(&cfg.Generate, "generate", 0, "generate and publish N synthetic events instead of reading input")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "maximum events per second when generating (0 = as fast as possible)")

@@ -32,14 +32,29 @@ func KafkaClient(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 }
 
 // NewTopic creates a topic unique to the calling test with the given partitions and
-// deletes it when the test ends.
-func NewTopic(t testing.TB, partitions int32) string {
+// deletes it when the test ends. Topic configs (e.g. "max.message.bytes") are optional.
+func NewTopic(t testing.TB, partitions int32, configs ...string) string {
 	t.Helper()
-	adm := kadm.NewClient(KafkaClient(t))
 	name := strings.ReplaceAll(UniqueName(t, "t", 200), "_", ".")
+	CreateTopic(t, name, partitions, configs...)
+	return name
+}
+
+// CreateTopic creates the named topic with the given partitions and "key", "value"
+// config pairs, and deletes it when the test ends.
+func CreateTopic(t testing.TB, name string, partitions int32, configs ...string) {
+	t.Helper()
+	if len(configs)%2 != 0 {
+		t.Fatalf("CreateTopic %s: configs must be key, value pairs", name)
+	}
+	cfg := map[string]*string{}
+	for i := 0; i < len(configs); i += 2 {
+		cfg[configs[i]] = &configs[i+1]
+	}
+	adm := kadm.NewClient(KafkaClient(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	resp, err := adm.CreateTopic(ctx, partitions, 1, cfg, name)
 	if err == nil {
 		err = resp.Err
 	}
@@ -53,7 +68,6 @@ func NewTopic(t testing.TB, partitions int32) string {
 			t.Logf("delete topic %s: %v", name, err)
 		}
 	})
-	return name
 }
 
 // NewGroup returns a consumer group id unique to the calling test.

@@ -1,0 +1,240 @@
+// Package audit is the audit consumer's sink: every event into Postgres audit_events,
+// once, in one round trip per batch.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/atlas-platform/atlas-operator/consumer/observe"
+	"github.com/atlas-platform/atlas-operator/consumer/runner"
+)
+
+// KindUnstorable is the dead-letter kind of a valid envelope Postgres refuses to store
+// (for example a \u0000 escape, which jsonb does not accept).
+const KindUnstorable = "unstorable"
+
+// insertSQL inserts a whole batch from column arrays: one statement, fourteen
+// parameters whatever the batch size (a multi-row VALUES list would hit Postgres's
+// 65,535 bind-parameter limit). A duplicate event_id, already stored or repeated in the
+// batch, is skipped by the unique key.
+const insertSQL = `INSERT INTO audit_events (event_id, event_type, version, occurred_at, actor_user_id, trace_id,
+	entity_type, entity_id, collection_id, data, envelope, kafka_topic, kafka_partition, kafka_offset)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::uuid[], $6::text[],
+	$7::text[], $8::uuid[], $9::uuid[], $10::jsonb[], $11::bytea[], $12::text[], $13::int[], $14::bigint[])
+ON CONFLICT (event_id) DO NOTHING`
+
+// columnNames are the columns both write paths fill, in order.
+var columnNames = []string{"event_id", "event_type", "version", "occurred_at", "actor_user_id", "trace_id",
+	"entity_type", "entity_id", "collection_id", "data", "envelope", "kafka_topic", "kafka_partition", "kafka_offset"}
+
+// Sink writes events to audit_events.
+//
+// It has two write paths. The fast one is COPY straight into audit_events: the
+// physical limit of Postgres, but all-or-nothing, so one already-audited event_id makes
+// it fail. The tolerant one is a single INSERT ... SELECT FROM unnest(...) ON CONFLICT
+// (event_id) DO NOTHING. A batch goes the fast way unless the previous batch met
+// duplicates (a redelivery or a replay is under way); a fast attempt that meets a
+// duplicate is redone the tolerant way.
+type Sink struct {
+	pool       *pgxpool.Pool
+	tolerant   bool // the previous batch met duplicates: skip the COPY attempt
+	log        *slog.Logger
+	inserted   prometheus.Counter
+	duplicates prometheus.Counter
+}
+
+// NewSink returns a sink writing through pool and registers its metrics.
+func NewSink(pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics) *Sink {
+	s := &Sink{
+		pool: pool,
+		log:  log,
+		inserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "atlas_consumer_events_inserted_total", ConstLabels: prometheus.Labels{"consumer": "audit"},
+			Help: "Events inserted into audit_events.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "atlas_consumer_events_duplicate_total", ConstLabels: prometheus.Labels{"consumer": "audit"},
+			Help: "Events not inserted because their event_id was already audited (a redelivery or a duplicate publish).",
+		}),
+	}
+	m.Registry.MustRegister(s.inserted, s.duplicates)
+	return s
+}
+
+// Name implements runner.Sink.
+func (s *Sink) Name() string { return "postgres" }
+
+// Apply implements runner.Sink. It inserts the batch in one statement. When Postgres
+// rejects the data of some row (not the connection), it isolates the culprits by
+// inserting row by row and returns them as rejections.
+func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
+	if !s.tolerant {
+		n, err := s.copy(ctx, msgs)
+		if err == nil {
+			s.count(len(msgs), n)
+			s.logApplied(msgs)
+			return nil, nil
+		}
+		if !isDuplicate(err) && !rejectsData(err) {
+			return nil, fmt.Errorf("copy %d events into audit_events: %w", len(msgs), err)
+		}
+	}
+	n, err := s.insert(ctx, columnsOf(msgs))
+	if err == nil {
+		s.tolerant = n < int64(len(msgs))
+		s.count(len(msgs), n)
+		s.logApplied(msgs)
+		return nil, nil
+	}
+	if !rejectsData(err) {
+		return nil, fmt.Errorf("insert %d events into audit_events: %w", len(msgs), err)
+	}
+	s.log.Warn("Postgres rejected a row of the batch; inserting row by row to find it", "batch", len(msgs), "error", err)
+	var rejected []runner.Rejection
+	for i := range msgs {
+		one := msgs[i : i+1]
+		n, err := s.insert(ctx, columnsOf(one))
+		switch {
+		case err == nil:
+			s.count(1, n)
+			s.logApplied(one)
+		case rejectsData(err):
+			rejected = append(rejected, runner.Rejection{Record: msgs[i].Record, Kind: KindUnstorable,
+				Reason: "postgres refused the event: " + err.Error()})
+		default:
+			return nil, fmt.Errorf("insert event %s into audit_events: %w", msgs[i].Event.EventID, err)
+		}
+	}
+	return rejected, nil
+}
+
+func (s *Sink) copy(ctx context.Context, msgs []runner.Message) (int64, error) {
+	return s.pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, columnNames, &copySource{msgs: msgs, i: -1})
+}
+
+// copySource streams a batch to COPY without building an intermediate copy of it.
+type copySource struct {
+	msgs []runner.Message
+	i    int
+	row  [14]any
+}
+
+func (c *copySource) Next() bool { c.i++; return c.i < len(c.msgs) }
+func (c *copySource) Err() error { return nil }
+func (c *copySource) Values() ([]any, error) {
+	m := c.msgs[c.i]
+	e := m.Event
+	var actor, collection pgtype.UUID
+	var trace pgtype.Text
+	if e.ActorUserID != nil {
+		actor = pgtype.UUID{Bytes: *e.ActorUserID, Valid: true}
+	}
+	if e.Entity.CollectionID != nil {
+		collection = pgtype.UUID{Bytes: *e.Entity.CollectionID, Valid: true}
+	}
+	if e.TraceID != nil {
+		trace = pgtype.Text{String: *e.TraceID, Valid: true}
+	}
+	c.row = [14]any{
+		pgtype.UUID{Bytes: e.EventID, Valid: true}, string(e.EventType), int32(e.Version),
+		pgtype.Timestamptz{Time: e.OccurredAt, Valid: true}, actor, trace, string(e.Entity.Type),
+		pgtype.UUID{Bytes: e.Entity.ID, Valid: true}, collection, []byte(e.Data), m.Record.Value,
+		m.Record.Topic, m.Record.Partition, m.Record.Offset,
+	}
+	return c.row[:], nil
+}
+
+func (s *Sink) insert(ctx context.Context, c *columns) (int64, error) {
+	tag, err := s.pool.Exec(ctx, insertSQL, c.eventID, c.eventType, c.version, c.occurredAt, c.actor, c.traceID,
+		c.entityType, c.entityID, c.collectionID, c.data, c.envelope, c.topic, c.partition, c.offset)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}
+
+func (s *Sink) count(total int, inserted int64) {
+	s.inserted.Add(float64(inserted))
+	s.duplicates.Add(float64(int64(total) - inserted))
+}
+
+func (s *Sink) logApplied(msgs []runner.Message) {
+	if !s.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	for _, m := range msgs {
+		s.log.Debug("audited", "event_id", m.Event.EventID, "trace_id", m.Event.Trace(), "event_type", m.Event.EventType,
+			"partition", m.Record.Partition, "offset", m.Record.Offset)
+	}
+}
+
+// isDuplicate reports a unique violation: an event_id that is already audited.
+func isDuplicate(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505"
+}
+
+// rejectsData reports whether Postgres refused the values themselves (SQLSTATE class 22
+// data exception, 23 integrity violation, or 54 program limit): retrying cannot help.
+func rejectsData(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23") || strings.HasPrefix(pg.Code, "54")
+}
+
+// columns is a batch in column arrays, the shape unnest takes.
+type columns struct {
+	eventID, actor, entityID, collectionID []pgtype.UUID
+	eventType, entityType, topic           []string
+	traceID                                []pgtype.Text
+	version, partition                     []int32
+	occurredAt                             []pgtype.Timestamptz
+	data, envelope                         [][]byte
+	offset                                 []int64
+}
+
+func columnsOf(msgs []runner.Message) *columns {
+	n := len(msgs)
+	c := &columns{
+		eventID: make([]pgtype.UUID, n), actor: make([]pgtype.UUID, n), entityID: make([]pgtype.UUID, n), collectionID: make([]pgtype.UUID, n),
+		eventType: make([]string, n), entityType: make([]string, n), topic: make([]string, n),
+		traceID: make([]pgtype.Text, n), version: make([]int32, n), partition: make([]int32, n),
+		occurredAt: make([]pgtype.Timestamptz, n), data: make([][]byte, n), envelope: make([][]byte, n), offset: make([]int64, n),
+	}
+	for i, m := range msgs {
+		e := m.Event
+		c.eventID[i] = pgtype.UUID{Bytes: e.EventID, Valid: true}
+		c.eventType[i] = string(e.EventType)
+		c.version[i] = int32(e.Version)
+		c.occurredAt[i] = pgtype.Timestamptz{Time: e.OccurredAt, Valid: true}
+		if e.ActorUserID != nil {
+			c.actor[i] = pgtype.UUID{Bytes: *e.ActorUserID, Valid: true}
+		}
+		if e.TraceID != nil {
+			c.traceID[i] = pgtype.Text{String: *e.TraceID, Valid: true}
+		}
+		c.entityType[i] = string(e.Entity.Type)
+		c.entityID[i] = pgtype.UUID{Bytes: e.Entity.ID, Valid: true}
+		if e.Entity.CollectionID != nil {
+			c.collectionID[i] = pgtype.UUID{Bytes: *e.Entity.CollectionID, Valid: true}
+		}
+		c.data[i] = e.Data
+		c.envelope[i] = m.Record.Value
+		c.topic[i] = m.Record.Topic
+		c.partition[i] = m.Record.Partition
+		c.offset[i] = m.Record.Offset
+	}
+	return c
+}

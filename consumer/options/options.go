@@ -1,0 +1,103 @@
+// Package options defines the command-line configuration of `atlas consume <mode>`: the
+// flag names, their defaults and their ATLAS_* environment names. The operator builds
+// consumer pods from these same names, so both sides cannot drift apart.
+package options
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/consumer/runner"
+	"github.com/atlas-platform/atlas-operator/internal/flagenv"
+)
+
+// Flag names of the consumer.
+const (
+	FlagTopic           = "topic"
+	FlagGroup           = "group"
+	FlagDeadLetterTopic = "dead-letter-topic"
+	FlagStartOffset     = "start-offset"
+	FlagBatchSize       = "batch-size"
+	FlagBatchWait       = "batch-wait"
+	FlagMaxEventBytes   = "max-event-bytes"
+	FlagShutdownTimeout = "shutdown-timeout"
+	FlagMigrate         = "migrate"
+	FlagLogLevel        = "log-level"
+	FlagHealthAddr      = "health-addr"
+)
+
+// EnvPostgresDSN holds the Postgres connection string. It has no flag on purpose: a
+// DSN carries a password, and flags show up in process listings. It is never logged.
+const EnvPostgresDSN = flagenv.Prefix + "POSTGRES_DSN"
+
+// Defaults.
+const (
+	DefaultBatchSize       = 2000
+	DefaultBatchWait       = 100 * time.Millisecond
+	DefaultMaxEventBytes   = 1 << 20
+	DefaultShutdownTimeout = 25 * time.Second
+	DefaultHealthAddr      = ":8080"
+	// HealthPort is the port of DefaultHealthAddr (metrics, /healthz, /readyz).
+	HealthPort = 8080
+)
+
+// DefaultGroup is the consumer group of a mode when none is given: "atlas-audit".
+func DefaultGroup(mode string) string { return "atlas-" + mode }
+
+// DeadLetterTopicFor is the default dead-letter topic of a topic: "<topic>.dlq".
+func DeadLetterTopicFor(topic string) string { return topic + ".dlq" }
+
+// Consumer is the configuration of one consumer process.
+type Consumer struct {
+	Mode       string
+	Runner     runner.Config
+	Migrate    bool
+	LogLevel   string
+	HealthAddr string
+}
+
+// AddFlags registers every consumer flag on fs.
+func (c *Consumer) AddFlags(fs *pflag.FlagSet, mode string) {
+	c.Mode = mode
+	r := &c.Runner
+	r.Kafka.AddFlags(fs, "atlas-"+mode)
+	fs.StringVar(&r.Topic, FlagTopic, event.Topic, "topic to consume")
+	fs.StringVar(&r.Group, FlagGroup, DefaultGroup(mode), "Kafka consumer group")
+	fs.StringVar(&r.DeadLetterTopic, FlagDeadLetterTopic, "", "topic for records that can never be processed (default <topic>.dlq)")
+	fs.StringVar(&r.StartOffset, FlagStartOffset, "earliest", "where a group without committed offsets starts: earliest or latest")
+	fs.IntVar(&r.BatchSize, FlagBatchSize, DefaultBatchSize, "maximum records per batch")
+	fs.DurationVar(&r.BatchWait, FlagBatchWait, DefaultBatchWait, "maximum time to wait for a batch to fill once its first record arrived")
+	fs.IntVar(&r.MaxEventBytes, FlagMaxEventBytes, DefaultMaxEventBytes, "larger record values are dead-lettered")
+	fs.DurationVar(&r.ShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
+	fs.BoolVar(&c.Migrate, FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
+	fs.StringVar(&c.LogLevel, FlagLogLevel, "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.HealthAddr, FlagHealthAddr, DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")
+}
+
+// Complete fills derived defaults and validates everything.
+func (c *Consumer) Complete() error {
+	if c.Runner.DeadLetterTopic == "" {
+		c.Runner.DeadLetterTopic = DeadLetterTopicFor(c.Runner.Topic)
+	}
+	c.Runner.Kafka.SASLMechanism = strings.ToUpper(c.Runner.Kafka.SASLMechanism)
+	errs := []error{c.Runner.Validate()}
+	if _, err := ParseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseLevel parses a --log-level value.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--%s %q: want debug, info, warn or error", FlagLogLevel, s)
+	}
+	return l, nil
+}

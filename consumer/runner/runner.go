@@ -1,0 +1,450 @@
+// Package runner is the consumer runtime both Atlas consumers share: a franz-go group
+// consumer with manual commits that polls a batch, decodes it, hands the valid events
+// to a Sink, sends poison records to a dead-letter topic, and commits the batch's
+// offsets only after all of that has durably succeeded.
+//
+// Decoding the next batch overlaps applying the current one. Rebalances are blocked
+// while batches are in flight (kgo.BlockRebalanceOnPoll), so a partition is only ever
+// revoked after its polled records were processed and committed.
+// Memory is bounded: franz-go buffers at most one fetch (FetchMaxBytes) per broker until
+// it is polled, so fetching pauses by itself while the sink is behind.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
+	"github.com/atlas-platform/atlas-operator/consumer/observe"
+	"github.com/atlas-platform/atlas-operator/internal/backoff"
+)
+
+// Message is a valid envelope and the record it came from.
+type Message struct {
+	Record *kgo.Record
+	Event  *event.Envelope
+}
+
+// Rejection is a record that can never be processed, and why. It goes to the dead-letter topic.
+type Rejection struct {
+	Record *kgo.Record
+	// Kind is a stable, machine-readable reason class, e.g. "not-json".
+	Kind string
+	// Reason is the human-readable explanation.
+	Reason string
+}
+
+// Rejection kinds the runner itself produces; sinks add their own.
+const (
+	KindNotJSON         = "not-json"
+	KindInvalidEnvelope = "invalid-envelope"
+	KindTooLarge        = "too-large"
+)
+
+// Sink applies valid events to the consumer's store.
+type Sink interface {
+	// Name names the sink's dependency in logs, metrics and readiness, e.g. "postgres".
+	Name() string
+	// Apply durably applies msgs and returns the ones it can never apply (they are
+	// dead-lettered). An error means nothing is known to be durable: the same batch is
+	// offered again after a backoff, so Apply must be idempotent.
+	Apply(ctx context.Context, msgs []Message) ([]Rejection, error)
+}
+
+// Config configures a Runner.
+type Config struct {
+	Kafka           kafkaconn.Config
+	Topic           string
+	Group           string
+	DeadLetterTopic string
+	// StartOffset is where a group without committed offsets starts: "earliest" or "latest".
+	StartOffset     string
+	BatchSize       int
+	BatchWait       time.Duration
+	MaxEventBytes   int
+	FetchMaxBytes   int32
+	ShutdownTimeout time.Duration
+	Backoff         backoff.Policy
+	// Skip, when set, drops a record before it is decoded; its offset still advances.
+	Skip func(*kgo.Record) bool
+}
+
+// Validate reports every problem of the configuration.
+func (c Config) Validate() error {
+	errs := []error{c.Kafka.Validate()}
+	if c.Topic == "" {
+		errs = append(errs, errors.New("the topic is empty"))
+	}
+	if c.Group == "" {
+		errs = append(errs, errors.New("the consumer group is empty"))
+	}
+	if c.DeadLetterTopic == "" {
+		errs = append(errs, errors.New("the dead-letter topic is empty"))
+	} else if c.DeadLetterTopic == c.Topic {
+		errs = append(errs, errors.New("the dead-letter topic must differ from the topic"))
+	}
+	if c.StartOffset != "earliest" && c.StartOffset != "latest" {
+		errs = append(errs, fmt.Errorf("start offset %q: want earliest or latest", c.StartOffset))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("batch size %d: must be at least 1", c.BatchSize))
+	}
+	if c.BatchWait < 0 {
+		errs = append(errs, fmt.Errorf("batch wait %s: must not be negative", c.BatchWait))
+	}
+	if c.MaxEventBytes < 1 {
+		errs = append(errs, fmt.Errorf("max event bytes %d: must be positive", c.MaxEventBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Runner consumes one topic in one group into one Sink.
+type Runner struct {
+	cfg     Config
+	sink    Sink
+	log     *slog.Logger
+	metrics *observe.Metrics
+	ready   *observe.Readiness
+	client  *kgo.Client
+
+	// rebalanceWaiting is set when a rebalance waits for the batches in flight.
+	rebalanceWaiting atomic.Bool
+}
+
+// New validates cfg and creates the Kafka client. Run starts consuming.
+func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, ready *observe.Readiness) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("consumer configuration: %w", err)
+	}
+	if cfg.FetchMaxBytes <= 0 {
+		cfg.FetchMaxBytes = 16 << 20
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 25 * time.Second
+	}
+	if cfg.Backoff == (backoff.Policy{}) {
+		cfg.Backoff = backoff.Default
+	}
+	r := &Runner{cfg: cfg, sink: sink, log: log, metrics: metrics, ready: ready}
+	base, err := cfg.Kafka.Opts()
+	if err != nil {
+		return nil, err
+	}
+	start := kgo.NewOffset().AtStart()
+	if cfg.StartOffset == "latest" {
+		start = kgo.NewOffset().AtEnd()
+	}
+	// A dead letter carries the whole original value plus headers.
+	produceMax := int32(cfg.MaxEventBytes)*2 + 1<<20
+	if produceMax < 1<<20 {
+		produceMax = 1 << 20
+	}
+	opts := append(base,
+		kgo.ConsumerGroup(cfg.Group),
+		kgo.ConsumeTopics(cfg.Topic),
+		kgo.ConsumeResetOffset(start),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
+		kgo.ProducerBatchMaxBytes(produceMax),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+		kgo.WithLogger(kafkaLogger{log.With("component", "kafka")}),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onRevoked),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { r.rebalanceWaiting.Store(true) }),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	r.client = client
+	return r, nil
+}
+
+// Run consumes until ctx ends. It then stops fetching, finishes and commits the batch in
+// flight (within the shutdown timeout), leaves the group and returns. It returns an
+// error only when the batch in flight could not be finished in time (it is redelivered).
+func (r *Runner) Run(ctx context.Context) error {
+	defer r.client.Close()
+	// In-flight work outlives ctx by at most the shutdown timeout.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownTimeout, cancelWork) })
+	defer stopTimer()
+
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("kafka"), func(ctx context.Context) error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := r.client.Ping(pctx); err != nil {
+			return fmt.Errorf("reach Kafka brokers %v: %w", r.cfg.Kafka.Brokers, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil // ctx ended before the brokers answered: nothing to finish
+	}
+	r.ready.Set("kafka", nil)
+	r.ready.MarkStarted()
+	r.log.Info("consuming", "topic", r.cfg.Topic, "group", r.cfg.Group, "dead_letter_topic", r.cfg.DeadLetterTopic,
+		"batch_size", r.cfg.BatchSize, "batch_wait", r.cfg.BatchWait.String())
+
+	runErr := r.loop(ctx, work)
+	r.client.AllowRebalance()
+	leaveCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.client.LeaveGroupContext(leaveCtx); err != nil {
+		r.log.Warn("leaving the consumer group", "group", r.cfg.Group, "error", err)
+	}
+	r.log.Info("stopped consuming", "group", r.cfg.Group)
+	return runErr
+}
+
+// poll gathers up to BatchSize records: it waits for the first record as long as ctx
+// lasts, then at most BatchWait for more.
+func (r *Runner) poll(ctx context.Context) []*kgo.Record {
+	var out []*kgo.Record
+	var deadline time.Time
+	for len(out) < r.cfg.BatchSize {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(out) > 0 {
+			pctx, cancel = context.WithDeadline(ctx, deadline)
+		}
+		fetches := r.client.PollRecords(pctx, r.cfg.BatchSize-len(out))
+		cancel()
+		if fetches.IsClientClosed() {
+			return out
+		}
+		r.fetchErrors(fetches)
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 {
+				lag := p.HighWatermark - p.Records[n-1].Offset - 1
+				r.metrics.Lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(lag))
+			}
+		})
+		got := fetches.Records()
+		if len(got) > 0 && len(out) == 0 {
+			deadline = time.Now().Add(r.cfg.BatchWait)
+		}
+		out = append(out, got...)
+		if pctx.Err() != nil || (len(out) > 0 && !time.Now().Before(deadline)) {
+			return out
+		}
+	}
+	return out
+}
+
+// fetchErrors reports broker-side fetch problems (franz-go retries them itself).
+func (r *Runner) fetchErrors(fetches kgo.Fetches) {
+	var failed error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		r.log.Warn("fetch failed; the client retries", "topic", topic, "partition", partition, "error", err)
+		failed = err
+	})
+	if failed != nil {
+		r.ready.Set("kafka", failed)
+		r.metrics.Retries.WithLabelValues("kafka").Inc()
+		return
+	}
+	if fetches.NumRecords() > 0 {
+		r.ready.Set("kafka", nil)
+	}
+}
+
+// batch is a polled, decoded batch on its way to the sink.
+type batch struct {
+	records  []*kgo.Record
+	msgs     []Message
+	rejected []Rejection
+	start    time.Time
+	decode   time.Duration
+}
+
+// loop runs the two-stage pipeline: while one batch is applied and committed (finish),
+// the next one is polled and decoded (prepare). Rebalances stay blocked while anything
+// is in flight; when franz-go signals a waiting rebalance, the pipeline drains and
+// allows it. It returns an error only when work ended with a batch unfinished.
+func (r *Runner) loop(ctx, work context.Context) error {
+	var cur *batch
+	for {
+		if cur == nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			records := r.poll(ctx)
+			if len(records) == 0 {
+				r.client.AllowRebalance()
+				continue
+			}
+			cur = r.prepare(records)
+		}
+		errc := make(chan error, 1)
+		finished := make(chan struct{})
+		go func(b *batch) {
+			defer close(finished)
+			errc <- r.finish(work, b)
+		}(cur)
+		var next *batch
+		if ctx.Err() == nil && !r.rebalanceWaiting.Load() {
+			pctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-finished:
+					cancel()
+				case <-pctx.Done():
+				}
+			}()
+			if records := r.poll(pctx); len(records) > 0 {
+				next = r.prepare(records)
+			}
+			cancel()
+		}
+		if err := <-errc; err != nil {
+			n := len(cur.records)
+			if next != nil {
+				n += len(next.records)
+			}
+			return fmt.Errorf("%d records not finished before the shutdown timeout (they will be redelivered): %w", n, err)
+		}
+		cur = next
+		if cur == nil {
+			r.rebalanceWaiting.Store(false)
+			r.client.AllowRebalance()
+		}
+	}
+}
+
+// prepare decodes a polled batch.
+func (r *Runner) prepare(records []*kgo.Record) *batch {
+	b := &batch{records: records, start: time.Now()}
+	r.metrics.Consumed.Add(float64(len(records)))
+	r.metrics.BatchSize.Observe(float64(len(records)))
+	b.msgs, b.rejected = r.classify(records)
+	b.decode = time.Since(b.start)
+	return b
+}
+
+// finish applies, dead-letters and commits one batch. It returns an error only when
+// ctx ended first.
+func (r *Runner) finish(ctx context.Context, b *batch) error {
+	applyStart := time.Now()
+	rejected := b.rejected
+	if len(b.msgs) > 0 {
+		err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(r.sink.Name()), func(ctx context.Context) error {
+			rj, err := r.sink.Apply(ctx, b.msgs)
+			if err != nil {
+				return err
+			}
+			rejected = append(rejected, rj...)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		r.ready.Set(r.sink.Name(), nil)
+	}
+	applied := time.Now()
+	if len(rejected) > 0 {
+		if err := r.deadLetter(ctx, rejected); err != nil {
+			return err
+		}
+	}
+	if err := r.commit(ctx, b.records); err != nil {
+		return err
+	}
+	done := time.Now()
+	r.metrics.BatchDuration.Observe(done.Sub(b.start).Seconds())
+	r.log.Debug("batch done", "records", len(b.records), "valid", len(b.msgs), "dead_lettered", len(rejected),
+		"decode", b.decode.String(), "apply", applied.Sub(applyStart).String(), "commit", done.Sub(applied).String())
+	return nil
+}
+
+// classify decodes the records into valid messages and rejections.
+func (r *Runner) classify(records []*kgo.Record) ([]Message, []Rejection) {
+	msgs := make([]Message, 0, len(records))
+	var rejected []Rejection
+	for _, rec := range records {
+		if len(rec.Value) > r.cfg.MaxEventBytes {
+			rejected = append(rejected, Rejection{Record: rec, Kind: KindTooLarge,
+				Reason: fmt.Sprintf("value of %d bytes exceeds the %d-byte limit for one event", len(rec.Value), r.cfg.MaxEventBytes)})
+			continue
+		}
+		if r.cfg.Skip != nil && r.cfg.Skip(rec) {
+			r.metrics.Skipped.Inc()
+			continue
+		}
+		env, err := event.Decode(rec.Value)
+		if err != nil {
+			kind := KindInvalidEnvelope
+			var inv *event.InvalidError
+			if errors.As(err, &inv) && inv.NotJSON() {
+				kind = KindNotJSON
+			}
+			rejected = append(rejected, Rejection{Record: rec, Kind: kind, Reason: err.Error()})
+			continue
+		}
+		msgs = append(msgs, Message{Record: rec, Event: env})
+	}
+	return msgs, rejected
+}
+
+// commit commits the batch's offsets. A commit refused because the group moved on (the
+// member was fenced or kicked out) is given up: the new owner reprocesses from the last
+// committed offset, which the sink's idempotence absorbs.
+func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("kafka"), func(ctx context.Context) error {
+		err := r.client.CommitRecords(ctx, records...)
+		if err == nil {
+			return nil
+		}
+		r.metrics.CommitFailures.Inc()
+		if groupMovedOn(err) {
+			return backoff.Permanent(fmt.Errorf("%w: %w", errGroupMovedOn, err))
+		}
+		return fmt.Errorf("commit offsets: %w", err)
+	})
+	switch {
+	case err == nil:
+		r.ready.Set("kafka", nil)
+		r.metrics.Committed.Inc()
+		return nil
+	case errors.Is(err, errGroupMovedOn):
+		r.log.Warn("offsets not committed: the group rebalanced while the batch was processed; the new owner redelivers it", "error", err)
+		return nil
+	default:
+		return err
+	}
+}
+
+// onRetry returns the hook that logs, counts and reports a failing dependency.
+func (r *Runner) onRetry(dependency string) func(int, error, time.Duration) {
+	return func(attempt int, err error, wait time.Duration) {
+		r.ready.Set(dependency, err)
+		r.metrics.Retries.WithLabelValues(dependency).Inc()
+		r.log.Warn("dependency unavailable; retrying", "dependency", dependency, "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
+	}
+}
+
+func (r *Runner) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	r.log.Info("partitions assigned", "group", r.cfg.Group, "partitions", assigned)
+}
+
+func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	r.log.Info("partitions revoked", "group", r.cfg.Group, "partitions", revoked)
+	for topic, parts := range revoked {
+		for _, p := range parts {
+			r.metrics.Lag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
+		}
+	}
+}

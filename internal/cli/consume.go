@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"github.com/atlas-platform/atlas-operator/consumer/audit"
+	"github.com/atlas-platform/atlas-operator/consumer/observe"
+	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/runner"
+	"github.com/atlas-platform/atlas-operator/internal/backoff"
+	"github.com/atlas-platform/atlas-operator/migrations"
+)
+
+func newConsumeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Run a consumer of atlas.domain-events.v1",
+	}
+	var auditOpts options.Consumer
+	auditCmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Store every event in Postgres audit_events, exactly once in effect",
+		Long: `Consume every event of the topic in a consumer group and insert it into the Postgres
+table audit_events (deduplicated by event_id). Records that are not valid envelopes go to
+the dead-letter topic with the reason. Offsets are committed only after the batch is in
+Postgres (or dead-lettered).
+
+The database is given by the ` + options.EnvPostgresDSN + ` environment variable (never logged).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runConsumer(cmd.Context(), &auditOpts, func(pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics) runner.Sink {
+				return audit.NewSink(pool, log, m)
+			})
+		},
+	}
+	auditOpts.AddFlags(auditCmd.Flags(), "audit")
+	cmd.AddCommand(auditCmd, &cobra.Command{
+		Use:   "indexer",
+		Short: "Index items from Postgres into Elasticsearch on ItemCreated/Updated/Deleted",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return notImplemented("atlas consume indexer", "the indexer consumer issue")
+		},
+	})
+	return cmd
+}
+
+// newLogger returns the JSON logger of a consumer at the given level.
+func newLogger(level string) (*slog.Logger, error) {
+	l, err := options.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runConsumer is the life of a consumer process: check the schema, serve health and
+// metrics, and run the group consumer into the sink until ctx ends.
+func runConsumer(ctx context.Context, opts *options.Consumer, newSink func(*pgxpool.Pool, *slog.Logger, *observe.Metrics) runner.Sink) error {
+	if err := opts.Complete(); err != nil {
+		return err
+	}
+	log, err := newLogger(opts.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("consumer", opts.Mode)
+	dsn := os.Getenv(options.EnvPostgresDSN)
+	if dsn == "" {
+		return fmt.Errorf("%s is not set: give the Postgres connection string in the environment", options.EnvPostgresDSN)
+	}
+	metrics := observe.NewMetrics(opts.Mode)
+	ready := observe.NewReadiness()
+	srv, err := observe.Listen(opts.HealthAddr, metrics, ready)
+	if err != nil {
+		return err
+	}
+	srvCtx, stopSrv := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrv()
+	go srv.Run(srvCtx, log)
+	log.Info("serving metrics and health", "addr", srv.Addr())
+
+	if err := prepareSchema(ctx, dsn, opts.Migrate, log, ready); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("postgres pool: %w", redactDSN(err, dsn))
+	}
+	defer pool.Close()
+	r, err := runner.New(opts.Runner, newSink(pool, log, metrics), log, metrics, ready)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
+}
+
+// prepareSchema waits for Postgres, then applies the migrations (migrate) or refuses an
+// out-of-date schema.
+func prepareSchema(ctx context.Context, dsn string, migrate bool, log *slog.Logger, ready *observe.Readiness) error {
+	m, err := migrations.Open(dsn, log)
+	if err != nil {
+		return redactDSN(err, dsn)
+	}
+	defer m.Close()
+	onRetry := func(attempt int, err error, wait time.Duration) {
+		ready.Set("postgres", err)
+		log.Warn("postgres unavailable; retrying", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", redactDSN(err, dsn))
+	}
+	err = backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
+		if migrate {
+			n, err := m.Up(ctx)
+			if err == nil && n > 0 {
+				log.Info("applied database migrations", "count", n)
+			}
+			return permanentIfRefused(err)
+		}
+		err := m.Check(ctx)
+		if errors.Is(err, migrations.ErrOutOfDate) {
+			return backoff.Permanent(err)
+		}
+		return permanentIfRefused(err)
+	})
+	if err != nil && ctx.Err() == nil {
+		return redactDSN(err, dsn)
+	}
+	ready.Set("postgres", nil)
+	return nil
+}
+
+// redactDSN keeps a DSN (and its password) out of an error message.
+func redactDSN(err error, dsn string) error {
+	if err == nil || dsn == "" || !strings.Contains(err.Error(), dsn) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), dsn, "$"+options.EnvPostgresDSN))
+}
+
+// permanentIfRefused marks an error Postgres answered with (bad SQL, permissions) as
+// permanent: only an unreachable server is worth waiting for.
+func permanentIfRefused(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return backoff.Permanent(err)
+	}
+	return err
+}
