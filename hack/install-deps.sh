@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages the test stack and the local demo need, when absent:
 # PostgreSQL server binaries, a Java 17 runtime and Maven (for Apache Kafka and
-# OpenSearch from Maven Central), curl and python3. Debian/Ubuntu (apt); as root, or with sudo.
+# OpenSearch from Maven Central), curl, python3, git and kcat. Debian/Ubuntu (apt); as root, or with sudo.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -12,6 +12,7 @@ command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v git >/dev/null || missing+=(git)
+command -v kcat >/dev/null || missing+=(kcat) # an independent (librdkafka) producer for the tests
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your package manager"

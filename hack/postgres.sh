@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL server from the machine's packages (installed with apt when absent).
 #   hack/postgres.sh start DIR   initdb in DIR, start on a free 127.0.0.1 port (socket in DIR),
-#                                write DIR/pid and DIR/url, print the URL
+#                                write DIR/pid and DIR/url, print the URL. When DIR already
+#                                holds a stopped server, start it again on its old port.
 #   hack/postgres.sh stop DIR
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` OS user.
 set -euo pipefail
@@ -30,10 +31,15 @@ start() {
     runuser -u postgres -- test -w "$dir" ||
       die "the postgres OS user cannot write $dir: make every directory above it traversable (chmod o+x) or choose another"
   fi
-  as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
-    { cat "$dir/initdb.log" >&2; die "postgres: initdb failed"; }
   local port
-  port=$(free_port)
+  if [[ -f $dir/data/PG_VERSION && -f $dir/port ]]; then
+    port=$(cat "$dir/port")
+  else
+    as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+      { cat "$dir/initdb.log" >&2; die "postgres: initdb failed"; }
+    port=$(free_port)
+    echo "$port" >"$dir/port"
+  fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
     -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null ||
     { tail -n 30 "$dir/server.log" >&2; die "postgres: server did not start"; }
@@ -47,6 +53,8 @@ start() {
 stop() {
   local dir=$1
   [[ -f $dir/pid ]] || return 0
+  # fast shutdown: disconnect clients instead of waiting for them (SIGTERM's "smart" mode)
+  kill -INT "$(cat "$dir/pid")" 2>/dev/null || true
   stop_pid "$(cat "$dir/pid")" postgres
   rm -f "$dir/pid"
 }

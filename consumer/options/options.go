@@ -27,6 +27,7 @@ const (
 	FlagBatchWait       = "batch-wait"
 	FlagMaxEventBytes   = "max-event-bytes"
 	FlagShutdownTimeout = "shutdown-timeout"
+	FlagSessionTimeout  = "session-timeout"
 	FlagMigrate         = "migrate"
 	FlagLogLevel        = "log-level"
 	FlagHealthAddr      = "health-addr"
@@ -75,6 +76,7 @@ func (c *Consumer) AddFlags(fs *pflag.FlagSet, mode string) {
 	fs.DurationVar(&r.BatchWait, FlagBatchWait, DefaultBatchWait, "maximum time to wait for a batch to fill once its first record arrived")
 	fs.IntVar(&r.MaxEventBytes, FlagMaxEventBytes, DefaultMaxEventBytes, "larger record values are dead-lettered")
 	fs.DurationVar(&r.ShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
+	fs.DurationVar(&r.SessionTimeout, FlagSessionTimeout, 45*time.Second, "group session timeout: how long the broker waits for a silent (crashed) member before giving its partitions away")
 	fs.BoolVar(&c.Migrate, FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.HealthAddr, FlagHealthAddr, DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")

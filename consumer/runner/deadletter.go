@@ -40,16 +40,17 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 		var failed []*kgo.Record
 		var firstErr error
 		for _, res := range results {
-			if res.Err == nil {
+			err := res.Err
+			if tooLarge(err) {
+				// A batch can be too large because of one record in it: try this one alone.
+				err = r.produceAlone(ctx, res.Record)
+			}
+			if err == nil {
 				continue
 			}
-			rec := res.Record
-			if errors.Is(res.Err, kerr.MessageTooLarge) || errors.Is(res.Err, kerr.RecordListTooLarge) {
-				rec = withoutValue(rec)
-			}
-			failed = append(failed, rec)
+			failed = append(failed, res.Record)
 			if firstErr == nil {
-				firstErr = res.Err
+				firstErr = err
 			}
 		}
 		pending = failed
@@ -65,6 +66,22 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 		r.metrics.DeadLettered.WithLabelValues(rj.Kind).Inc()
 	}
 	return nil
+}
+
+// produceAlone writes one dead letter on its own and, if even alone it is too large for
+// the dead-letter topic, writes it without the original value.
+func (r *Runner) produceAlone(ctx context.Context, rec *kgo.Record) error {
+	err := r.client.ProduceSync(ctx, rec).FirstErr()
+	if tooLarge(err) {
+		r.log.Warn("dead letter too large for the dead-letter topic; writing it without the original value",
+			"bytes", len(rec.Value), "dead_letter_topic", r.cfg.DeadLetterTopic)
+		err = r.client.ProduceSync(ctx, withoutValue(rec)).FirstErr()
+	}
+	return err
+}
+
+func tooLarge(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge)
 }
 
 // deadLetterRecord copies the original key, value and headers and adds why and where from.

@@ -72,6 +72,8 @@ type Config struct {
 	MaxEventBytes   int
 	FetchMaxBytes   int32
 	ShutdownTimeout time.Duration
+	// SessionTimeout is the group session timeout (0: franz-go's default, 45s).
+	SessionTimeout time.Duration
 	Backoff         backoff.Policy
 	// Skip, when set, drops a record before it is decoded; its offset still advances.
 	Skip func(*kgo.Record) bool
@@ -162,6 +164,9 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 		kgo.OnPartitionsLost(r.onRevoked),
 		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { r.rebalanceWaiting.Store(true) }),
 	)
+	if cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+	}
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)

@@ -1,0 +1,189 @@
+package consumer_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Issue tests 1 and 3: every produced event becomes exactly one row, and a replay of the
+// whole topic with a new group adds nothing.
+func TestAuditEveryEventOnceAndReplay(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 6)
+	envs := generate(t, 1, 10_000)
+	s.produce(t, envs)
+
+	group := infra.NewGroup(t)
+	c := s.startConsumer(t, "audit-1", group)
+	s.waitRows(t, len(envs), 2*time.Minute, c)
+	s.assertExactly(t, envs)
+	assertRowMatchesEnvelope(t, s, envs[len(envs)/2])
+	c.stop()
+	// After SIGTERM everything processed is committed: the group has no lag.
+	if lag := groupLag(t, group, s.topic); lag != 0 {
+		t.Fatalf("group %s has a lag of %d after a clean stop, want 0", group, lag)
+	}
+
+	replay := s.startConsumer(t, "audit-replay", infra.NewGroup(t))
+	replay.waitMetric("atlas_consumer_records_consumed_total", float64(len(envs)), 2*time.Minute)
+	replay.waitMetric("atlas_consumer_events_duplicate_total", float64(len(envs)), 30*time.Second)
+	if n, _ := replay.metric("atlas_consumer_events_inserted_total"); n != 0 {
+		t.Fatalf("the replay inserted %v rows", n)
+	}
+	s.assertExactly(t, envs)
+	replay.stop()
+}
+
+// groupLag is the group's total lag on topic, from its committed offsets.
+func groupLag(t *testing.T, group, topic string) int64 {
+	t.Helper()
+	adm := kadm.NewClient(infra.KafkaClient(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		t.Fatalf("fetch offsets of %s: %v", group, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var lag int64
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(topic, o.Partition)
+		if !ok || c.At < 0 {
+			lag += o.Offset
+			return
+		}
+		lag += o.Offset - c.At
+	})
+	return lag
+}
+
+// assertRowMatchesEnvelope checks one row's typed columns against the envelope.
+func assertRowMatchesEnvelope(t *testing.T, s *setup, env *event.Envelope) {
+	t.Helper()
+	var (
+		eventType, entityType, topic string
+		version                      int
+		occurred                     time.Time
+		trace                        *string
+		raw                          []byte
+		offset                       int64
+	)
+	err := s.pool.QueryRow(context.Background(), `SELECT event_type, version, occurred_at, trace_id, entity_type, envelope, kafka_topic, kafka_offset
+		FROM audit_events WHERE event_id = $1`, env.EventID).Scan(&eventType, &version, &occurred, &trace, &entityType, &raw, &topic, &offset)
+	if err != nil {
+		t.Fatalf("read event %s: %v", env.EventID, err)
+	}
+	if eventType != string(env.EventType) || version != env.Version || !occurred.Equal(env.OccurredAt) ||
+		entityType != string(env.Entity.Type) || topic != s.topic || offset < 0 {
+		t.Fatalf("row differs from the envelope: %s v%d %s %s %s@%d", eventType, version, occurred, entityType, topic, offset)
+	}
+	if (trace == nil) != (env.TraceID == nil) || (trace != nil && *trace != *env.TraceID) {
+		t.Fatalf("trace_id %v, want %v", trace, env.TraceID)
+	}
+	decoded, err := event.Decode(raw)
+	if err != nil || decoded.EventID != env.EventID {
+		t.Fatalf("stored envelope does not decode to the event: %v", err)
+	}
+}
+
+// Issue test 2: every event produced twice is stored once; the duplicates are counted.
+func TestAuditDuplicatesAreCounted(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 6)
+	envs := generate(t, 2, 10_000)
+	s.produce(t, envs)
+	s.produce(t, envs)
+
+	c := s.startConsumer(t, "audit", infra.NewGroup(t))
+	s.waitRows(t, len(envs), 2*time.Minute, c)
+	c.waitMetric("atlas_consumer_events_duplicate_total", float64(len(envs)), time.Minute)
+	s.assertExactly(t, envs)
+	dup, err := c.metric("atlas_consumer_events_duplicate_total")
+	if err != nil || dup != float64(len(envs)) {
+		t.Fatalf("duplicates metric = %v (%v), want %d", dup, err, len(envs))
+	}
+	ins, _ := c.metric("atlas_consumer_events_inserted_total")
+	if ins != float64(len(envs)) {
+		t.Fatalf("inserted metric = %v, want %d", ins, len(envs))
+	}
+	c.stop()
+}
+
+// Issue test 4: SIGKILL at random points during a 50,000-event run, restarted each time:
+// the table ends up equal to the produced set.
+func TestAuditSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 6)
+	envs := generate(t, 4, 50_000)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		// Publish in slices while the consumer is being killed.
+		for i := 0; i < len(envs); i += 2_500 {
+			s.produce(t, envs[i:min(i+2_500, len(envs))])
+			time.Sleep(time.Second)
+		}
+	}()
+	group := infra.NewGroup(t)
+	c := s.startConsumer(t, "audit", group)
+	rng := rand.New(rand.NewPCG(4, 4))
+	kills := 0
+	for kills < 5 {
+		// Kill while it works: once this incarnation has consumed something, at a random moment.
+		c.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
+		time.Sleep(time.Duration(50+rng.IntN(700)) * time.Millisecond)
+		before := s.rowCount(t)
+		c.kill()
+		kills++
+		t.Logf("SIGKILL %d with %d rows stored", kills, before)
+		c.restart()
+	}
+	<-produced
+	s.waitRows(t, len(envs), 3*time.Minute, c)
+	s.assertExactly(t, envs)
+	c.stop()
+}
+
+// Issue test 7: two consumers in one group; one leaves and rejoins mid-run.
+func TestAuditGroupMemberLeavesAndRejoins(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 6)
+	envs := generate(t, 7, 30_000)
+	group := infra.NewGroup(t)
+	a := s.startConsumer(t, "audit-a", group)
+	b := s.startConsumer(t, "audit-b", group)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(envs); i += 1_000 {
+			s.produce(t, envs[i:min(i+1_000, len(envs))])
+			time.Sleep(250 * time.Millisecond)
+		}
+	}()
+	s.waitRows(t, 6_000, time.Minute, a, b)
+	if n, err := b.metric("atlas_consumer_records_consumed_total"); err != nil || n == 0 {
+		t.Fatalf("member b consumed %v records (%v) before leaving: the group did not share the partitions", n, err)
+	}
+	b.stop()
+	t.Logf("member b left with %d rows stored", s.rowCount(t))
+	time.Sleep(2 * time.Second)
+	b.restart()
+	t.Logf("member b rejoined with %d rows stored", s.rowCount(t))
+	<-produced
+	s.waitRows(t, len(envs), 2*time.Minute, a, b)
+	s.assertExactly(t, envs)
+	n, _ := b.metric("atlas_consumer_records_consumed_total")
+	t.Logf("member b consumed %v records after rejoining", n)
+	a.stop()
+	b.stop()
+}

@@ -1,0 +1,79 @@
+package consumer_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Issue test 6: Postgres stops for more than 10 seconds mid-run. The consumer retries,
+// reports not ready, commits nothing past unprocessed work, and resumes by itself.
+func TestAuditSurvivesPostgresOutage(t *testing.T) {
+	t.Parallel()
+	pg := infra.StartPostgres(t)
+	s := newSetup(t, 3)
+	// Use the private server instead of the shared one.
+	s.dsn = pg.URL
+	pool, err := pgxpool.New(context.Background(), s.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s.pool = pool
+
+	envs := generate(t, 6, 20_000)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(envs); i += 1_000 {
+			s.produce(t, envs[i:min(i+1_000, len(envs))])
+			time.Sleep(400 * time.Millisecond)
+		}
+	}()
+	c := s.startConsumer(t, "audit", infra.NewGroup(t))
+	s.waitRows(t, 3_000, time.Minute, c)
+	if code := c.ready(); code != http.StatusOK {
+		t.Fatalf("/readyz = %d before the outage, want 200", code)
+	}
+
+	pool.Reset()
+	pg.Stop()
+	outage := time.Now()
+	t.Log("postgres stopped")
+	sawNotReady := false
+	for time.Since(outage) < 12*time.Second {
+		if c.ready() == http.StatusServiceUnavailable {
+			sawNotReady = true
+		}
+		if c.exited() {
+			t.Fatalf("the consumer exited during the outage; log:\n%s", c.tail())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	retries, _ := c.metric(`atlas_consumer_retries_total{consumer="audit",dependency="postgres"}`)
+	pg.Start()
+	t.Logf("postgres started again after %s; %v postgres retries so far", time.Since(outage).Round(time.Second), retries)
+	if !sawNotReady {
+		t.Errorf("/readyz never reported 503 during the outage")
+	}
+	if retries == 0 {
+		t.Errorf("no postgres retries were counted during the outage")
+	}
+
+	<-produced
+	s.waitRows(t, len(envs), 2*time.Minute, c)
+	s.assertExactly(t, envs)
+	deadline := time.Now().Add(30 * time.Second)
+	for c.ready() != http.StatusOK && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code := c.ready(); code != http.StatusOK {
+		t.Errorf("/readyz = %d after recovery, want 200", code)
+	}
+	c.stop()
+}
