@@ -74,7 +74,7 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// SessionTimeout is the group session timeout (0: franz-go's default, 45s).
 	SessionTimeout time.Duration
-	Backoff         backoff.Policy
+	Backoff        backoff.Policy
 	// Skip, when set, drops a record before it is decoded; its offset still advances.
 	Skip func(*kgo.Record) bool
 }
