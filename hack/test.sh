@@ -52,7 +52,7 @@ eval "$exports"
 
 log "step 4/4: go $mode ${pkgs[*]}"
 if [[ $mode == bench ]]; then
-  go test -run '^$' -bench . -benchmem -count=1 -p 1 "${pkgs[@]}"
+  go test -run '^$' -bench . -benchmem -count=1 -p 1 -timeout 60m "${pkgs[@]}"
 else
   go vet "${pkgs[@]}"
   # -v so the smoke tests' logs (what each real server reported) show; the noise of

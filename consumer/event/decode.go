@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // Problem is one reason an envelope is invalid, naming the field (dotted path) it is about.
@@ -111,7 +112,7 @@ func Decode(raw []byte) (*Envelope, error) {
 		return nil, &InvalidError{Problems: []Problem{{Reason: "not a JSON object: the envelope must be an object"}}}
 	}
 	var w wire
-	if err := json.Unmarshal(trimmed, &w); err != nil {
+	if err := fastjson.Unmarshal(trimmed, &w); err != nil {
 		return nil, &InvalidError{Problems: []Problem{{Reason: "not JSON: " + syntaxReason(trimmed)}}}
 	}
 	v := validator{}
@@ -189,7 +190,7 @@ func (v *validator) str(field string, raw json.RawMessage) (string, bool) {
 		return string(inner), true
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := fastjson.Unmarshal(raw, &s); err != nil {
 		v.fail(field, "invalid string: %v", err)
 		return "", false
 	}
@@ -316,7 +317,7 @@ func (v *validator) entity(raw json.RawMessage, typ Type, version int) Entity {
 		return Entity{}
 	}
 	var w wireEntity
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if err := fastjson.Unmarshal(raw, &w); err != nil {
 		v.fail("entity", "invalid: %v", err)
 		return Entity{}
 	}

@@ -64,7 +64,7 @@ type setup struct {
 	pool            *pgxpool.Pool
 }
 
-func newSetup(t *testing.T, partitions int32, topicConfigs ...string) *setup {
+func newSetup(t testing.TB, partitions int32, topicConfigs ...string) *setup {
 	t.Helper()
 	s := &setup{brokers: infra.KafkaBrokers(t)}
 	s.topic = infra.NewTopic(t, partitions, topicConfigs...)
@@ -82,7 +82,7 @@ func newSetup(t *testing.T, partitions int32, topicConfigs ...string) *setup {
 
 // consumerProc is one `atlas consume audit` process.
 type consumerProc struct {
-	t      *testing.T
+	t      testing.TB
 	name   string
 	args   []string
 	env    []string
@@ -93,7 +93,7 @@ type consumerProc struct {
 }
 
 // startConsumer starts `atlas consume audit` for the setup in the given group.
-func (s *setup) startConsumer(t *testing.T, name, group string, extra ...string) *consumerProc {
+func (s *setup) startConsumer(t testing.TB, name, group string, extra ...string) *consumerProc {
 	t.Helper()
 	p := &consumerProc{
 		t:    t,
