@@ -109,7 +109,7 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 			s.count(1, n)
 			s.logApplied(one)
 		case rejectsData(err):
-			rejected = append(rejected, runner.Rejection{Record: msgs[i].Record, Kind: KindUnstorable,
+			rejected = append(rejected, runner.Rejection{Record: msgs[i].Record, Event: msgs[i].Event, Kind: KindUnstorable,
 				Reason: "postgres refused the event: " + err.Error()})
 		default:
 			return nil, fmt.Errorf("insert event %s into audit_events: %w", msgs[i].Event.EventID, err)

@@ -31,9 +31,13 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 	pending := make([]*kgo.Record, len(rejected))
 	for i, rj := range rejected {
 		pending[i] = r.deadLetterRecord(rj)
-		r.log.Error("dead-lettering a record", "kind", rj.Kind, "reason", rj.Reason,
+		attrs := []any{"kind", rj.Kind, "reason", rj.Reason,
 			"topic", rj.Record.Topic, "partition", rj.Record.Partition, "offset", rj.Record.Offset,
-			"dead_letter_topic", r.cfg.DeadLetterTopic)
+			"dead_letter_topic", r.cfg.DeadLetterTopic}
+		if rj.Event != nil {
+			attrs = append(attrs, "event_id", rj.Event.EventID, "trace_id", rj.Event.Trace())
+		}
+		r.log.Error("dead-lettering a record", attrs...)
 	}
 	err := backoffRetry(ctx, r, "dead-letter", func(ctx context.Context) error {
 		results := r.client.ProduceSync(ctx, pending...)

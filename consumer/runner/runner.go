@@ -36,6 +36,8 @@ type Message struct {
 // Rejection is a record that can never be processed, and why. It goes to the dead-letter topic.
 type Rejection struct {
 	Record *kgo.Record
+	// Event is the decoded envelope when the record was a valid one (nil otherwise).
+	Event *event.Envelope
 	// Kind is a stable, machine-readable reason class, e.g. "not-json".
 	Kind string
 	// Reason is the human-readable explanation.

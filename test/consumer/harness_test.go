@@ -71,13 +71,18 @@ func newSetup(t testing.TB, partitions int32, topicConfigs ...string) *setup {
 	s.dlq = options.DeadLetterTopicFor(s.topic)
 	infra.CreateTopic(t, s.dlq, 1)
 	s.dsn = infra.NewDatabase(t)
-	pool, err := pgxpool.New(context.Background(), s.dsn)
+	s.pool = newPool(t, s.dsn)
+	return s
+}
+
+func newPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s.pool = pool
-	return s
+	return pool
 }
 
 // consumerProc is one `atlas consume audit` process.

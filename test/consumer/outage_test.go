@@ -1,12 +1,9 @@
 package consumer_test
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
@@ -19,12 +16,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 	s := newSetup(t, 3)
 	// Use the private server instead of the shared one.
 	s.dsn = pg.URL
-	pool, err := pgxpool.New(context.Background(), s.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s.pool = pool
+	s.pool = newPool(t, s.dsn)
 
 	envs := generate(t, 6, 20_000)
 	produced := make(chan struct{})
@@ -41,7 +33,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 		t.Fatalf("/readyz = %d before the outage, want 200", code)
 	}
 
-	pool.Reset()
+	s.pool.Reset()
 	pg.Stop()
 	outage := time.Now()
 	t.Log("postgres stopped")

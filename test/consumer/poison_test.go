@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -203,4 +204,44 @@ func readTopic(t *testing.T, topic string, want int, timeout time.Duration) []*k
 		t.Fatalf("%s holds %d records, want %d", topic, len(out), want)
 	}
 	return out
+}
+
+// The dead-letter topic is unavailable (it does not exist yet; the test broker does not
+// create topics on demand): the consumer retries,
+// reports not ready and commits nothing past the poison record; once the topic exists
+// the record is dead-lettered and consumption goes on, without a restart.
+func TestAuditWaitsForTheDeadLetterTopic(t *testing.T) {
+	t.Parallel()
+	s := &setup{brokers: infra.KafkaBrokers(t)}
+	s.topic = infra.NewTopic(t, 1)
+	s.dlq = s.topic + ".dlq" // not created yet
+	s.dsn = infra.NewDatabase(t)
+	s.pool = newPool(t, s.dsn)
+
+	before := generate(t, 9, 100)
+	s.produce(t, before)
+	cl := infra.KafkaClient(t)
+	s.produceRecords(t, cl, []*kgo.Record{{Topic: s.topic, Value: []byte("not an envelope")}})
+	after := generate(t, 10, 100)
+	s.produce(t, after)
+
+	group := infra.NewGroup(t)
+	c := s.startConsumer(t, "audit", group)
+	c.waitMetric(`atlas_consumer_retries_total{consumer="audit",dependency="dead-letter"}`, 2, time.Minute)
+	if code := c.ready(); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d while the dead-letter topic is missing, want 503", code)
+	}
+	// Nothing of the poison record's batch may be committed yet.
+	if lag := groupLag(t, group, s.topic); lag < 1 {
+		t.Fatalf("group lag %d: an offset moved past the record that could not be dead-lettered", lag)
+	}
+	infra.CreateTopic(t, s.dlq, 1)
+	s.waitRows(t, len(before)+len(after), time.Minute, c)
+	c.waitMetric("atlas_consumer_dead_lettered_total", 1, time.Minute)
+	s.assertExactly(t, append(append([]*event.Envelope(nil), before...), after...))
+	readTopic(t, s.dlq, 1, 30*time.Second)
+	c.stop()
+	if lag := groupLag(t, group, s.topic); lag != 0 {
+		t.Fatalf("group lag %d after recovery and a clean stop, want 0", lag)
+	}
 }
