@@ -2,6 +2,8 @@
 # A REAL single-node Apache Kafka (KRaft, broker+controller) from the jars Maven Central serves.
 #   hack/kafka.sh start DIR   formats storage in DIR, starts the broker on a free 127.0.0.1 port,
 #                             waits until it answers, writes DIR/pid and DIR/bootstrap, prints host:port
+#                             When DIR holds a stopped broker, starts it again on its old port
+#                             with its data.
 #   hack/kafka.sh stop DIR    stops the broker recorded in DIR/pid
 # Jars are cached under $ATLAS_CACHE_DIR/kafka-<version>.
 set -euo pipefail
@@ -17,11 +19,15 @@ start() {
     "org.apache.logging.log4j:log4j-slf4j-impl:$LOG4J_VERSION"
   mkdir -p "$dir/data"
   dir=$(cd "$dir" && pwd)
-  local port cport
-  port=$(free_port)
-  cport=$(free_port)
-  while [[ $cport == "$port" ]]; do cport=$(free_port); done
-  cat >"$dir/server.properties" <<PROPS
+  local port cport restart=false
+  if [[ -f $dir/server.properties && -f $dir/data/meta.properties && -f $dir/port ]]; then
+    restart=true
+    port=$(cat "$dir/port")
+  else
+    port=$(free_port)
+    cport=$(free_port)
+    while [[ $cport == "$port" ]]; do cport=$(free_port); done
+    cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
@@ -43,6 +49,8 @@ group.initial.rebalance.delay.ms=0
 log.segment.bytes=16777216
 log.retention.check.interval.ms=60000
 PROPS
+    echo "$port" >"$dir/port"
+  fi
   cat >"$dir/log4j2.properties" <<PROPS
 status = error
 appender.file.type = File
@@ -60,10 +68,12 @@ PROPS
   local cp="$cache/lib/*"
   local jvm=(-Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$cp")
-  local cluster_id
-  cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
-  java "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
-    { cat "$dir/format.log" >&2; die "kafka: formatting storage failed"; }
+  if [[ $restart == false ]]; then
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    java "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+      { cat "$dir/format.log" >&2; die "kafka: formatting storage failed"; }
+  fi
   nohup java "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
   echo "127.0.0.1:$port" >"$dir/bootstrap"

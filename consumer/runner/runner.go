@@ -215,22 +215,31 @@ func (r *Runner) Run(ctx context.Context) error {
 	return runErr
 }
 
+// idleCheck is how often an idle consumer checks that the brokers still answer, so
+// readiness reflects a broker outage even when no records flow.
+const idleCheck = 5 * time.Second
+
 // poll gathers up to BatchSize records: it waits for the first record as long as ctx
 // lasts, then at most BatchWait for more.
 func (r *Runner) poll(ctx context.Context) []*kgo.Record {
 	var out []*kgo.Record
 	var deadline time.Time
+	failures := 0
 	for len(out) < r.cfg.BatchSize {
-		pctx, cancel := ctx, context.CancelFunc(func() {})
+		var pctx context.Context
+		var cancel context.CancelFunc
 		if len(out) > 0 {
 			pctx, cancel = context.WithDeadline(ctx, deadline)
+		} else {
+			pctx, cancel = context.WithTimeout(ctx, idleCheck)
 		}
 		fetches := r.client.PollRecords(pctx, r.cfg.BatchSize-len(out))
+		timedOut := pctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if fetches.IsClientClosed() {
 			return out
 		}
-		r.fetchErrors(fetches)
+		failed := r.fetchErrors(fetches)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {
 				lag := p.HighWatermark - p.Records[n-1].Offset - 1
@@ -238,19 +247,56 @@ func (r *Runner) poll(ctx context.Context) []*kgo.Record {
 			}
 		})
 		got := fetches.Records()
-		if len(got) > 0 && len(out) == 0 {
+		if len(out) == 0 && len(got) == 0 {
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case failed:
+				r.sleep(ctx, r.cfg.Backoff.Wait(failures))
+				failures++
+			case timedOut:
+				r.checkBrokers(ctx)
+			}
+			continue
+		}
+		if len(out) == 0 {
 			deadline = time.Now().Add(r.cfg.BatchWait)
 		}
 		out = append(out, got...)
-		if pctx.Err() != nil || (len(out) > 0 && !time.Now().Before(deadline)) {
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
 			return out
 		}
 	}
 	return out
 }
 
-// fetchErrors reports broker-side fetch problems (franz-go retries them itself).
-func (r *Runner) fetchErrors(fetches kgo.Fetches) {
+// checkBrokers pings the cluster and reports the outcome as the kafka readiness.
+func (r *Runner) checkBrokers(ctx context.Context) {
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	err := r.client.Ping(pctx)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		err = fmt.Errorf("no broker answers: %w", err)
+		r.log.Warn("kafka unavailable", "error", err)
+	}
+	r.ready.Set("kafka", err)
+}
+
+func (r *Runner) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// fetchErrors reports broker-side fetch problems (franz-go retries them itself) and
+// whether there were any.
+func (r *Runner) fetchErrors(fetches kgo.Fetches) bool {
 	var failed error
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -262,11 +308,12 @@ func (r *Runner) fetchErrors(fetches kgo.Fetches) {
 	if failed != nil {
 		r.ready.Set("kafka", failed)
 		r.metrics.Retries.WithLabelValues("kafka").Inc()
-		return
+		return true
 	}
 	if fetches.NumRecords() > 0 {
 		r.ready.Set("kafka", nil)
 	}
+	return false
 }
 
 // batch is a polled, decoded batch on its way to the sink.

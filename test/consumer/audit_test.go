@@ -165,15 +165,14 @@ func TestAuditGroupMemberLeavesAndRejoins(t *testing.T) {
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
-		for i := 0; i < len(envs); i += 1_000 {
-			s.produce(t, envs[i:min(i+1_000, len(envs))])
+		for i := 0; i < len(envs); i += 500 {
+			s.produce(t, envs[i:min(i+500, len(envs))])
 			time.Sleep(250 * time.Millisecond)
 		}
 	}()
-	s.waitRows(t, 6_000, time.Minute, a, b)
-	if n, err := b.metric("atlas_consumer_records_consumed_total"); err != nil || n == 0 {
-		t.Fatalf("member b consumed %v records (%v) before leaving: the group did not share the partitions", n, err)
-	}
+	// Both members work (b got partitions in the rebalance), then b leaves mid-run.
+	b.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
+	a.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
 	b.stop()
 	t.Logf("member b left with %d rows stored", s.rowCount(t))
 	time.Sleep(2 * time.Second)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
@@ -242,6 +243,16 @@ func (p *consumerProc) waitMetric(name string, want float64, timeout time.Durati
 	p.t.Fatalf("%s: %s = %v (err %v), want %v within %s; log:\n%s", p.name, name, last, err, want, timeout, p.tail())
 }
 
+func kafkaAdmin(t testing.TB, brokers []string) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -267,10 +278,26 @@ func generate(t testing.TB, seed uint64, n int) []*event.Envelope {
 	return out
 }
 
-// produce publishes the envelopes to the topic and waits until all are acknowledged.
+// produce publishes the envelopes to the topic on the shared broker and waits until all
+// are acknowledged.
 func (s *setup) produce(t testing.TB, envs []*event.Envelope) {
 	t.Helper()
-	cl := infra.KafkaClient(t, kgo.ProducerLinger(5*time.Millisecond))
+	s.produceWith(t, infra.KafkaClient(t, kgo.ProducerLinger(5*time.Millisecond)), envs)
+}
+
+// produceTo publishes to the setup's own brokers (a private broker).
+func (s *setup) produceTo(t testing.TB, envs []*event.Envelope) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	s.produceWith(t, cl, envs)
+}
+
+func (s *setup) produceWith(t testing.TB, cl *kgo.Client, envs []*event.Envelope) {
+	t.Helper()
 	recs := make([]*kgo.Record, len(envs))
 	for i, env := range envs {
 		r, err := event.Record(s.topic, env)

@@ -1,10 +1,12 @@
 package consumer_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
@@ -15,7 +17,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 	pg := infra.StartPostgres(t)
 	s := newSetup(t, 3)
 	// Use the private server instead of the shared one.
-	s.dsn = pg.URL
+	s.dsn = pg.Addr
 	s.pool = newPool(t, s.dsn)
 
 	envs := generate(t, 6, 20_000)
@@ -67,5 +69,50 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 	if code := c.ready(); code != http.StatusOK {
 		t.Errorf("/readyz = %d after recovery, want 200", code)
 	}
+	c.stop()
+}
+
+// The broker stops for more than 10 seconds mid-run: the consumer reports not ready,
+// loses nothing, and resumes by itself when the broker is back.
+func TestAuditSurvivesKafkaOutage(t *testing.T) {
+	t.Parallel()
+	broker := infra.StartKafka(t)
+	s := &setup{brokers: []string{broker.Addr}, dsn: infra.NewDatabase(t)}
+	s.pool = newPool(t, s.dsn)
+	admin := kafkaAdmin(t, s.brokers)
+	s.topic = "audit.outage"
+	s.dlq = s.topic + ".dlq"
+	for _, topic := range []string{s.topic, s.dlq} {
+		if _, err := admin.CreateTopic(context.Background(), 3, 1, nil, topic); err != nil {
+			t.Fatalf("create %s: %v", topic, err)
+		}
+	}
+	first, second := generate(t, 11, 5_000), generate(t, 12, 5_000)
+	s.produceTo(t, first)
+	c := s.startConsumer(t, "audit", infra.NewGroup(t))
+	s.waitRows(t, len(first), time.Minute, c)
+
+	broker.Stop()
+	outage := time.Now()
+	t.Log("broker stopped")
+	sawNotReady := false
+	for time.Since(outage) < 12*time.Second {
+		if c.ready() == http.StatusServiceUnavailable {
+			sawNotReady = true
+		}
+		if c.exited() {
+			t.Fatalf("the consumer exited during the outage; log:\n%s", c.tail())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	broker.Start()
+	t.Logf("broker started again after %s", time.Since(outage).Round(time.Second))
+	if !sawNotReady {
+		t.Errorf("/readyz never reported 503 while the broker was down")
+	}
+	s.produceTo(t, second)
+	all := append(append([]*event.Envelope(nil), first...), second...)
+	s.waitRows(t, len(all), 2*time.Minute, c)
+	s.assertExactly(t, all)
 	c.stop()
 }
