@@ -220,8 +220,10 @@ func (r *Runner) Run(ctx context.Context) error {
 const idleCheck = 5 * time.Second
 
 // poll gathers up to BatchSize records: it waits for the first record as long as ctx
-// lasts, then at most BatchWait for more.
-func (r *Runner) poll(ctx context.Context) []*kgo.Record {
+// lasts, then at most BatchWait for more. idle says that nothing else is in flight, so
+// while no record arrives poll lets waiting rebalances proceed (every PollRecords call,
+// even one that returns nothing but an error, blocks rebalances until AllowRebalance).
+func (r *Runner) poll(ctx context.Context, idle bool) []*kgo.Record {
 	var out []*kgo.Record
 	var deadline time.Time
 	failures := 0
@@ -248,6 +250,9 @@ func (r *Runner) poll(ctx context.Context) []*kgo.Record {
 		})
 		got := fetches.Records()
 		if len(out) == 0 && len(got) == 0 {
+			if idle {
+				r.client.AllowRebalance()
+			}
 			switch {
 			case ctx.Err() != nil:
 				return nil
@@ -336,7 +341,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			records := r.poll(ctx)
+			records := r.poll(ctx, true)
 			if len(records) == 0 {
 				r.client.AllowRebalance()
 				continue
@@ -359,7 +364,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 				case <-pctx.Done():
 				}
 			}()
-			if records := r.poll(pctx); len(records) > 0 {
+			if records := r.poll(pctx, false); len(records) > 0 {
 				next = r.prepare(records)
 			}
 			cancel()
