@@ -103,3 +103,52 @@ func ParseLevel(s string) (slog.Level, error) {
 	}
 	return l, nil
 }
+
+// Flag names of the indexer's search server settings.
+const (
+	FlagElasticsearchAddresses  = "elasticsearch-addresses"
+	FlagElasticsearchIndex      = "elasticsearch-index"
+	FlagElasticsearchOpenSearch = "elasticsearch-opensearch"
+	FlagProcessedRetention      = "processed-retention"
+)
+
+// Search server credentials come from the environment only, like the Postgres DSN.
+const (
+	EnvElasticsearchUsername = flagenv.Prefix + "ELASTICSEARCH_USERNAME"
+	EnvElasticsearchPassword = flagenv.Prefix + "ELASTICSEARCH_PASSWORD"
+	EnvElasticsearchAPIKey   = flagenv.Prefix + "ELASTICSEARCH_API_KEY"
+)
+
+// DefaultIndexAlias is the alias the indexer writes item documents to.
+const DefaultIndexAlias = "atlas-items"
+
+// Search is the indexer's search server configuration.
+type Search struct {
+	Addresses  []string
+	Index      string
+	OpenSearch bool
+	Retention  time.Duration
+}
+
+// AddFlags registers the search server flags on fs.
+func (s *Search) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&s.Addresses, FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+EnvElasticsearchUsername+"/"+EnvElasticsearchPassword+" or "+EnvElasticsearchAPIKey)
+	fs.StringVar(&s.Index, FlagElasticsearchIndex, DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
+	fs.BoolVar(&s.OpenSearch, FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
+	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered to drop redeliveries")
+}
+
+// Validate reports every problem of the search configuration.
+func (s Search) Validate() error {
+	var errs []error
+	if len(s.Addresses) == 0 {
+		errs = append(errs, fmt.Errorf("--%s is empty", FlagElasticsearchAddresses))
+	}
+	if s.Index == "" {
+		errs = append(errs, fmt.Errorf("--%s is empty", FlagElasticsearchIndex))
+	}
+	if s.Retention < 0 {
+		errs = append(errs, fmt.Errorf("--%s must not be negative", FlagProcessedRetention))
+	}
+	return errors.Join(errs...)
+}

@@ -61,6 +61,16 @@ type Sink interface {
 	Apply(ctx context.Context, msgs []Message) ([]Rejection, error)
 }
 
+// DependencyError says which dependency a sink failure came from, when a sink has more
+// than one (readiness and the retry metrics name it).
+type DependencyError struct {
+	Dependency string
+	Err        error
+}
+
+func (e *DependencyError) Error() string { return e.Dependency + ": " + e.Err.Error() }
+func (e *DependencyError) Unwrap() error { return e.Err }
+
 // Config configures a Runner.
 type Config struct {
 	Kafka           kafkaconn.Config
@@ -400,7 +410,17 @@ func (r *Runner) finish(ctx context.Context, b *batch) error {
 	applyStart := time.Now()
 	rejected := b.rejected
 	if len(b.msgs) > 0 {
-		err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(r.sink.Name()), func(ctx context.Context) error {
+		failing := map[string]bool{r.sink.Name(): true}
+		onRetry := func(attempt int, err error, wait time.Duration) {
+			dep := r.sink.Name()
+			var de *DependencyError
+			if errors.As(err, &de) {
+				dep = de.Dependency
+			}
+			failing[dep] = true
+			r.onRetry(dep)(attempt, err, wait)
+		}
+		err := backoff.Retry(ctx, r.cfg.Backoff, onRetry, func(ctx context.Context) error {
 			rj, err := r.sink.Apply(ctx, b.msgs)
 			if err != nil {
 				return err
@@ -411,7 +431,9 @@ func (r *Runner) finish(ctx context.Context, b *batch) error {
 		if err != nil {
 			return err
 		}
-		r.ready.Set(r.sink.Name(), nil)
+		for dep := range failing {
+			r.ready.Set(dep, nil)
+		}
 	}
 	applied := time.Now()
 	if len(rejected) > 0 {

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/atlas-platform/atlas-operator/consumer/audit"
+	"github.com/atlas-platform/atlas-operator/consumer/indexer"
 	"github.com/atlas-platform/atlas-operator/consumer/observe"
 	"github.com/atlas-platform/atlas-operator/consumer/options"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
@@ -38,21 +41,84 @@ Postgres (or dead-lettered).
 The database is given by the ` + options.EnvPostgresDSN + ` environment variable (never logged).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runConsumer(cmd.Context(), &auditOpts, func(pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics) runner.Sink {
-				return audit.NewSink(pool, log, m)
+			return runConsumer(cmd.Context(), &auditOpts, func(_ context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, _ *observe.Readiness) (runner.Sink, error) {
+				return audit.NewSink(pool, log, m), nil
 			})
 		},
 	}
 	auditOpts.AddFlags(auditCmd.Flags(), "audit")
-	cmd.AddCommand(auditCmd, &cobra.Command{
+	var indexerOpts options.Consumer
+	var search options.Search
+	indexerCmd := &cobra.Command{
 		Use:   "indexer",
 		Short: "Index items from Postgres into Elasticsearch on ItemCreated/Updated/Deleted",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return notImplemented("atlas consume indexer", "the indexer consumer issue")
+		Long: `Consume the item events of the topic and keep the search index in step with the items
+table in Postgres (the truth): for each batch, read every touched item once and write its
+current state (or its deletion) once, with the item's version as the external version so
+an older state never overwrites a newer one. Other events are skipped by their event_type
+header. Applied event ids are recorded in indexer_processed_events, after the write.
+
+The database is given by ` + options.EnvPostgresDSN + `; search credentials by
+` + options.EnvElasticsearchUsername + `/` + options.EnvElasticsearchPassword + ` or ` + options.EnvElasticsearchAPIKey + `.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := search.Validate(); err != nil {
+				return err
+			}
+			indexerOpts.Runner.Skip = indexer.SkipRecord
+			return runConsumer(cmd.Context(), &indexerOpts, func(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) (runner.Sink, error) {
+				es, err := newSearchClient(search)
+				if err != nil {
+					return nil, err
+				}
+				onRetry := func(attempt int, err error, wait time.Duration) {
+					ready.Set(indexer.DependencySearch, err)
+					log.Warn("search server unavailable; retrying", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
+				}
+				if err := backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
+					return indexer.EnsureIndex(ctx, es, search.Index)
+				}); err != nil {
+					return nil, err
+				}
+				ready.Set(indexer.DependencySearch, nil)
+				return indexer.NewSink(indexer.Config{Alias: search.Index, Retention: search.Retention}, pool, es, log, m), nil
+			})
 		},
-	})
+	}
+	indexerOpts.AddFlags(indexerCmd.Flags(), "indexer")
+	search.AddFlags(indexerCmd.Flags())
+	cmd.AddCommand(auditCmd, indexerCmd)
 	return cmd
+}
+
+// newSearchClient builds the go-elasticsearch client of the indexer.
+func newSearchClient(s options.Search) (*elasticsearch.Client, error) {
+	cfg := elasticsearch.Config{
+		Addresses: s.Addresses,
+		Username:  os.Getenv(options.EnvElasticsearchUsername),
+		Password:  os.Getenv(options.EnvElasticsearchPassword),
+		APIKey:    os.Getenv(options.EnvElasticsearchAPIKey),
+	}
+	if s.OpenSearch {
+		cfg.Transport = productHeader{next: http.DefaultTransport}
+	}
+	es, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("search client: %w", err)
+	}
+	return es, nil
+}
+
+// productHeader lets go-elasticsearch/v8 talk to OpenSearch, which does not send the
+// X-Elastic-Product header the client insists on (--elasticsearch-opensearch only).
+type productHeader struct{ next http.RoundTripper }
+
+func (p productHeader) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := p.next.RoundTrip(r)
+	if err == nil && resp.Header.Get("X-Elastic-Product") == "" {
+		resp.Header.Set("X-Elastic-Product", "Elasticsearch")
+	}
+	return resp, err
 }
 
 // newLogger returns the JSON logger of a consumer at the given level.
@@ -66,7 +132,7 @@ func newLogger(level string) (*slog.Logger, error) {
 
 // runConsumer is the life of a consumer process: check the schema, serve health and
 // metrics, and run the group consumer into the sink until ctx ends.
-func runConsumer(ctx context.Context, opts *options.Consumer, newSink func(*pgxpool.Pool, *slog.Logger, *observe.Metrics) runner.Sink) error {
+func runConsumer(ctx context.Context, opts *options.Consumer, newSink func(context.Context, *pgxpool.Pool, *slog.Logger, *observe.Metrics, *observe.Readiness) (runner.Sink, error)) error {
 	if err := opts.Complete(); err != nil {
 		return err
 	}
@@ -101,7 +167,14 @@ func runConsumer(ctx context.Context, opts *options.Consumer, newSink func(*pgxp
 		return fmt.Errorf("postgres pool: %w", redactDSN(err, dsn))
 	}
 	defer pool.Close()
-	r, err := runner.New(opts.Runner, newSink(pool, log, metrics), log, metrics, ready)
+	sink, err := newSink(ctx, pool, log, metrics, ready)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	r, err := runner.New(opts.Runner, sink, log, metrics, ready)
 	if err != nil {
 		return err
 	}

@@ -101,10 +101,16 @@ type consumerProc struct {
 // startConsumer starts `atlas consume audit` for the setup in the given group.
 func (s *setup) startConsumer(t testing.TB, name, group string, extra ...string) *consumerProc {
 	t.Helper()
+	return s.startMode(t, "audit", name, group, extra...)
+}
+
+// startMode starts `atlas consume <mode>` for the setup in the given group.
+func (s *setup) startMode(t testing.TB, mode, name, group string, extra ...string) *consumerProc {
+	t.Helper()
 	p := &consumerProc{
 		t:    t,
 		name: name,
-		args: append([]string{"consume", "audit",
+		args: append([]string{"consume", mode,
 			"--kafka-brokers", strings.Join(s.brokers, ","),
 			"--topic", s.topic, "--group", group,
 			"--migrate", "--batch-wait", "20ms", "--shutdown-timeout", "10s",

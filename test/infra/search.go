@@ -50,8 +50,15 @@ func (p productHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 // test created it) is deleted when the test ends.
 func NewIndexName(t testing.TB) string {
 	t.Helper()
-	es := SearchClient(t)
 	name := strings.ReplaceAll(UniqueName(t, "t", 200), "_", "-")
+	DeleteIndexAfter(t, name)
+	return name
+}
+
+// DeleteIndexAfter deletes the index, if it exists, when the test ends.
+func DeleteIndexAfter(t testing.TB, name string) {
+	t.Helper()
+	es := SearchClient(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -63,5 +70,4 @@ func NewIndexName(t testing.TB) string {
 		}
 		resp.Body.Close()
 	})
-	return name
 }

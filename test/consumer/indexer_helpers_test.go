@@ -1,0 +1,313 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/migrations"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// indexSetup is an indexer test's topic, database (migrated) and index alias.
+type indexSetup struct {
+	*setup
+	alias     string
+	searchURL string
+}
+
+func newIndexSetup(t testing.TB, partitions int32) *indexSetup {
+	t.Helper()
+	s := &indexSetup{setup: newSetup(t, partitions), searchURL: infra.SearchURL(t)}
+	s.alias = infra.NewIndexName(t)
+	// the versioned index behind the alias goes too
+	infra.DeleteIndexAfter(t, s.alias+"-v1")
+	m, err := migrations.Open(s.dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *indexSetup) startIndexer(t testing.TB, name, group string, extra ...string) *consumerProc {
+	t.Helper()
+	return s.startMode(t, "indexer", name, group, append([]string{
+		"--elasticsearch-addresses", s.searchURL, "--elasticsearch-index", s.alias, "--elasticsearch-opensearch"}, extra...)...)
+}
+
+// applyToItems changes the items table the way the Atlas API does before it publishes
+// each event. hardDelete decides, per deleted item, between a hard and a soft delete.
+func (s *indexSetup) applyToItems(t testing.TB, envs []*event.Envelope, hardDelete func(id uuid.UUID) bool) {
+	t.Helper()
+	ctx := context.Background()
+	batch := &pgx.Batch{}
+	for _, e := range envs {
+		var d struct {
+			Title     *string `json:"title"`
+			Content   *string `json:"content"`
+			SourceURL *string `json:"source_url"`
+			Version   int64   `json:"version"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		id := e.Entity.ID
+		switch e.EventType {
+		case event.ItemCreated:
+			content := ""
+			if d.Content != nil {
+				content = *d.Content
+			}
+			batch.Queue(`INSERT INTO items (id, collection_id, title, content, source_url, created_at, updated_at, version)
+				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, id, *e.Entity.CollectionID, *d.Title, content, d.SourceURL, e.OccurredAt, d.Version)
+		case event.ItemUpdated:
+			batch.Queue(`UPDATE items SET title = coalesce($2, title), content = coalesce($3, content), updated_at = $4, version = $5 WHERE id = $1`,
+				id, d.Title, d.Content, e.OccurredAt, d.Version)
+		case event.ItemDeleted:
+			if hardDelete != nil && hardDelete(id) {
+				batch.Queue(`DELETE FROM items WHERE id = $1`, id)
+			} else {
+				batch.Queue(`UPDATE items SET deleted_at = $2, version = $3 WHERE id = $1`, id, e.OccurredAt, d.Version)
+			}
+		}
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		t.Fatalf("apply events to items: %v", err)
+	}
+}
+
+// itemEvents keeps the item events of envs.
+func itemEvents(envs []*event.Envelope) []*event.Envelope {
+	var out []*event.Envelope
+	for _, e := range envs {
+		if e.Entity.Type == event.EntityItem {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// generateItems returns n item events from the generator (other events are dropped).
+func generateItems(t testing.TB, seed uint64, n int) []*event.Envelope {
+	t.Helper()
+	var out []*event.Envelope
+	for chunk := uint64(0); len(out) < n; chunk++ {
+		out = append(out, itemEvents(generate(t, seed*1000+chunk, 4*n))...)
+	}
+	return out[:n]
+}
+
+type indexedDoc struct {
+	Title   string `json:"title"`
+	Content string `json:"content"`
+	Version int64  `json:"version"`
+}
+
+// documents returns every document of the alias by id.
+func (s *indexSetup) documents(t testing.TB) map[string]indexedDoc {
+	t.Helper()
+	es := infra.SearchClient(t)
+	ctx := context.Background()
+	if resp, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(s.alias), es.Indices.Refresh.WithContext(ctx)); err == nil {
+		resp.Body.Close()
+	}
+	out := map[string]indexedDoc{}
+	var after []any
+	for {
+		q := map[string]any{"size": 5000, "sort": []any{map[string]any{"id": "asc"}}, "query": map[string]any{"match_all": map[string]any{}}}
+		if after != nil {
+			q["search_after"] = after
+		}
+		raw, _ := json.Marshal(q)
+		resp, err := es.Search(es.Search.WithIndex(s.alias), es.Search.WithBody(strings.NewReader(string(raw))), es.Search.WithContext(ctx))
+		if err != nil {
+			t.Fatalf("search %s: %v", s.alias, err)
+		}
+		var res struct {
+			Hits struct {
+				Hits []struct {
+					ID     string     `json:"_id"`
+					Source indexedDoc `json:"_source"`
+					Sort   []any      `json:"sort"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if resp.StatusCode == 404 {
+			return out
+		}
+		if err != nil || resp.IsError() {
+			t.Fatalf("search %s: %s %v", s.alias, resp.Status(), err)
+		}
+		for _, h := range res.Hits.Hits {
+			out[h.ID] = h.Source
+		}
+		if len(res.Hits.Hits) < 5000 {
+			return out
+		}
+		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
+	}
+}
+
+// liveItems returns the items that are not deleted, by id.
+func (s *indexSetup) liveItems(t testing.TB) map[string]indexedDoc {
+	t.Helper()
+	rows, err := s.pool.Query(context.Background(), `SELECT id::text, title, content, version FROM items WHERE deleted_at IS NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]indexedDoc{}
+	for rows.Next() {
+		var id string
+		var d indexedDoc
+		if err := rows.Scan(&id, &d.Title, &d.Content, &d.Version); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = d
+	}
+	return out
+}
+
+// diffIndex describes how the index differs from the live items ("" when equal).
+func (s *indexSetup) diffIndex(t testing.TB) string {
+	t.Helper()
+	want, got := s.liveItems(t), s.documents(t)
+	missing, extra, stale := 0, 0, 0
+	var example string
+	for id, w := range want {
+		g, ok := got[id]
+		switch {
+		case !ok:
+			missing++
+		case g != w:
+			stale++
+			if example == "" {
+				example = fmt.Sprintf(" (item %s: indexed v%d %q, table v%d %q)", id, g.Version, g.Title, w.Version, w.Title)
+			}
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			extra++
+		}
+	}
+	if missing+extra+stale == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d live items, %d documents: %d missing, %d that should be gone, %d stale%s", len(want), len(got), missing, extra, stale, example)
+}
+
+// waitIndexEqualsTable waits until the index holds exactly the live items.
+func (s *indexSetup) waitIndexEqualsTable(t testing.TB, timeout time.Duration, procs ...*consumerProc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	diff := ""
+	for time.Now().Before(deadline) {
+		if diff = s.diffIndex(t); diff == "" {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	var logs strings.Builder
+	for _, p := range procs {
+		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
+	}
+	t.Fatalf("the index never matched the items table within %s: %s\n%s", timeout, diff, logs.String())
+}
+
+// proxy forwards TCP connections to target until it is switched off, which makes the
+// server behind it unreachable without stopping it (other tests share it).
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	off    bool
+	conns  []net.Conn
+}
+
+func startProxy(t testing.TB, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) serve(c net.Conn) {
+	p.mu.Lock()
+	if p.off {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.conns = append(p.conns, c, up)
+	p.mu.Unlock()
+	go func() { _, _ = copyConn(up, c) }()
+	_, _ = copyConn(c, up)
+}
+
+func copyConn(dst, src net.Conn) (int64, error) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := src.Read(buf)
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return n, werr
+			}
+			n += int64(k)
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// setOff cuts every connection and refuses new ones (true), or lets them through again.
+func (p *proxy) setOff(off bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.off = off
+	if off {
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.conns = nil
+	}
+}
+
+func (p *proxy) url() string { return "http://" + p.ln.Addr().String() }

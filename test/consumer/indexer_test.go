@@ -1,0 +1,296 @@
+package consumer_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Indexer test 1: 5,000 created items become 5,000 documents equal to the rows.
+func TestIndexerIndexesCreatedItems(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	var created []*event.Envelope
+	for _, e := range generateItems(t, 21, 20_000) {
+		if e.EventType == event.ItemCreated && len(created) < 5_000 {
+			created = append(created, e)
+		}
+	}
+	if len(created) != 5_000 {
+		t.Fatalf("generated only %d ItemCreated events", len(created))
+	}
+	s.applyToItems(t, created, nil)
+	s.produce(t, created)
+	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
+	s.waitIndexEqualsTable(t, 2*time.Minute, c)
+	if n := len(s.documents(t)); n != 5_000 {
+		t.Fatalf("%d documents, want 5000", n)
+	}
+	c.stop()
+}
+
+// Indexer test 2: updates, several per item in one batch, delivered out of order: the
+// index ends equal to the final table, with one item query per batch.
+func TestIndexerUpdatesOutOfOrder(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	envs := generateItems(t, 22, 8_000)
+	s.applyToItems(t, envs, func(uuid.UUID) bool { return false })
+	shuffled := append([]*event.Envelope(nil), envs...)
+	rand.New(rand.NewPCG(22, 22)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	s.produce(t, shuffled)
+
+	c := s.startIndexer(t, "indexer", infra.NewGroup(t), "--batch-size", "2000")
+	c.waitMetric("atlas_consumer_records_consumed_total", float64(len(envs)), 2*time.Minute)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	queries, _ := c.metric("atlas_consumer_item_queries_total")
+	batches, _ := c.metric("atlas_consumer_batch_size_count")
+	written, _ := c.metric("atlas_consumer_documents_indexed_total")
+	deleted, _ := c.metric("atlas_consumer_documents_deleted_total")
+	t.Logf("%d events in %v batches: %v item queries, %v documents written, %v deleted", len(envs), batches, queries, written, deleted)
+	if queries == 0 || queries > batches {
+		t.Fatalf("%v item queries for %v batches: want one query per batch", queries, batches)
+	}
+	if written+deleted >= float64(len(envs)) {
+		t.Fatalf("%v index operations for %d events: events for one item in one batch were not collapsed", written+deleted, len(envs))
+	}
+	c.stop()
+}
+
+// Indexer test 3: hard and soft deletes remove the documents; replaying the old
+// ItemCreated events, or re-publishing them under new event ids, resurrects nothing.
+func TestIndexerDeletesStayDeleted(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	var created []*event.Envelope
+	for _, e := range generateItems(t, 23, 3_000) {
+		if e.EventType == event.ItemCreated && len(created) < 1_000 {
+			created = append(created, e)
+		}
+	}
+	s.applyToItems(t, created, nil)
+	s.produce(t, created)
+	group := infra.NewGroup(t)
+	c := s.startIndexer(t, "indexer", group)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+
+	var deletes []*event.Envelope
+	hard := map[uuid.UUID]bool{}
+	for i, e := range created[:500] {
+		d, err := event.New(event.ItemDeleted, e.Entity, map[string]any{"version": 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hard[e.Entity.ID] = i%2 == 0
+		deletes = append(deletes, d)
+	}
+	s.applyToItems(t, deletes, func(id uuid.UUID) bool { return hard[id] })
+	s.produce(t, deletes)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	if n := len(s.documents(t)); n != 500 {
+		t.Fatalf("%d documents after deleting 500 of 1000 items", n)
+	}
+
+	// A replay of the old creations (duplicates) and a re-publication under new ids.
+	var again []*event.Envelope
+	for _, e := range created[:500] {
+		r, err := event.New(event.ItemCreated, e.Entity, e.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again = append(again, r)
+	}
+	s.produce(t, created)
+	s.produce(t, again)
+	total := len(created) + len(deletes) + len(created) + len(again)
+	c.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
+	c.stop()
+	if diff := s.diffIndex(t); diff != "" {
+		t.Fatalf("after the replay: %s", diff)
+	}
+	// A new group replays the whole topic: still nothing comes back.
+	r := s.startIndexer(t, "replay", infra.NewGroup(t))
+	r.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
+	r.stop()
+	if diff := s.diffIndex(t); diff != "" {
+		t.Fatalf("after a replay with a new group: %s", diff)
+	}
+}
+
+// Indexer test 4: every event delivered twice is applied once.
+func TestIndexerAppliesDuplicatesOnce(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	envs := generateItems(t, 24, 2_000)
+	s.applyToItems(t, envs, nil)
+	s.produce(t, envs)
+	s.produce(t, envs)
+	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
+	c.waitMetric("atlas_consumer_records_consumed_total", float64(2*len(envs)), 2*time.Minute)
+	c.waitMetric("atlas_consumer_events_duplicate_total", float64(len(envs)), time.Minute)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	var processed int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM indexer_processed_events").Scan(&processed); err != nil {
+		t.Fatal(err)
+	}
+	if processed != len(envs) {
+		t.Fatalf("indexer_processed_events holds %d ids, want %d", processed, len(envs))
+	}
+	if dup, _ := c.metric("atlas_consumer_events_duplicate_total"); dup != float64(len(envs)) {
+		t.Fatalf("duplicates metric %v, want %d", dup, len(envs))
+	}
+	c.stop()
+}
+
+// Indexer test 5: two indexers (separate groups, as during a rebalance both may handle
+// an item) race on the same items while they keep changing: the newest version wins,
+// round after round.
+func TestIndexerRaceNewestWins(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	var created []*event.Envelope
+	for _, e := range generateItems(t, 25, 1_500) {
+		if e.EventType == event.ItemCreated && len(created) < 300 {
+			created = append(created, e)
+		}
+	}
+	s.applyToItems(t, created, nil)
+	s.produce(t, created)
+	a := s.startIndexer(t, "indexer-a", infra.NewGroup(t), "--batch-size", "50")
+	b := s.startIndexer(t, "indexer-b", infra.NewGroup(t), "--batch-size", "70")
+	published := len(created)
+	version := int64(1)
+	for round := 1; round <= 6; round++ {
+		// Several quick updates of every item, each committed to Postgres and published
+		// while both indexers are reading.
+		for burst := 0; burst < 3; burst++ {
+			version++
+			var updates []*event.Envelope
+			for _, e := range created {
+				u, err := event.New(event.ItemUpdated, e.Entity, map[string]any{"version": version, "title": "round " + time.Now().Format(time.RFC3339Nano)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				updates = append(updates, u)
+			}
+			s.applyToItems(t, updates, nil)
+			s.produce(t, updates)
+			published += len(updates)
+			time.Sleep(time.Duration(rand.IntN(150)) * time.Millisecond)
+		}
+		a.waitMetric("atlas_consumer_records_consumed_total", float64(published), time.Minute)
+		b.waitMetric("atlas_consumer_records_consumed_total", float64(published), time.Minute)
+		s.waitIndexEqualsTable(t, 30*time.Second, a, b)
+	}
+	conflicts, _ := a.metric("atlas_consumer_version_conflicts_total")
+	more, _ := b.metric("atlas_consumer_version_conflicts_total")
+	t.Logf("6 rounds equal; %v version conflicts resolved in favour of the newer state", conflicts+more)
+	a.stop()
+	b.stop()
+}
+
+// Indexer test 6: SIGKILL at random moments during a 20,000-event run: the index ends
+// equal to the table.
+func TestIndexerSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 6)
+	envs := generateItems(t, 26, 20_000)
+	s.applyToItems(t, envs, func(id uuid.UUID) bool { return id[0]%2 == 0 })
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(envs); i += 2_000 {
+			s.produce(t, envs[i:min(i+2_000, len(envs))])
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
+	rng := rand.New(rand.NewPCG(26, 26))
+	for kill := 1; kill <= 4; kill++ {
+		c.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
+		time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond)
+		c.kill()
+		t.Logf("SIGKILL %d", kill)
+		c.restart()
+	}
+	<-produced
+	s.waitIndexEqualsTable(t, 3*time.Minute, c)
+	c.stop()
+}
+
+// Indexer test 7: the search server is unreachable for 12 s mid-run: readiness says so,
+// nothing is lost, and indexing resumes by itself.
+func TestIndexerSurvivesSearchOutage(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	p := startProxy(t, s.searchURL[len("http://"):])
+	envs := generateItems(t, 27, 8_000)
+	s.applyToItems(t, envs, nil)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(envs); i += 500 {
+			s.produce(t, envs[i:min(i+500, len(envs))])
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	c := s.startMode(t, "indexer", "indexer", infra.NewGroup(t),
+		"--elasticsearch-addresses", p.url(), "--elasticsearch-index", s.alias, "--elasticsearch-opensearch")
+	c.waitMetric("atlas_consumer_documents_indexed_total", 100, time.Minute)
+	p.setOff(true)
+	outage := time.Now()
+	sawNotReady := false
+	for time.Since(outage) < 12*time.Second {
+		if c.ready() == http.StatusServiceUnavailable {
+			sawNotReady = true
+		}
+		if c.exited() {
+			t.Fatalf("the indexer exited during the outage:\n%s", c.tail())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	p.setOff(false)
+	if !sawNotReady {
+		t.Errorf("/readyz never reported 503 while the search server was unreachable")
+	}
+	<-produced
+	c.waitMetric("atlas_consumer_records_consumed_total", float64(len(envs)), 2*time.Minute)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	c.stop()
+}
+
+// Indexer test 8: events of other types are skipped (by header, without decoding), their
+// offsets advance, and nothing is written to the index.
+func TestIndexerSkipsOtherEvents(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	var others []*event.Envelope
+	for _, e := range generate(t, 28, 6_000) {
+		if e.Entity.Type != event.EntityItem {
+			others = append(others, e)
+		}
+	}
+	s.produce(t, others)
+	group := infra.NewGroup(t)
+	c := s.startIndexer(t, "indexer", group)
+	c.waitMetric("atlas_consumer_records_skipped_total", float64(len(others)), time.Minute)
+	for _, m := range []string{"atlas_consumer_documents_indexed_total", "atlas_consumer_documents_deleted_total", "atlas_consumer_item_queries_total"} {
+		if v, err := c.metric(m); err != nil || v != 0 {
+			t.Fatalf("%s = %v (%v), want 0", m, v, err)
+		}
+	}
+	c.stop()
+	if lag := groupLag(t, group, s.topic); lag != 0 {
+		t.Fatalf("group lag %d after skipping %d events, want 0", lag, len(others))
+	}
+	if n := len(s.documents(t)); n != 0 {
+		t.Fatalf("%d documents in the index", n)
+	}
+}
