@@ -67,7 +67,7 @@ type Sink struct {
 	lastPrune time.Time
 
 	indexed, deleted, conflicts, duplicates, reads, retries prometheus.Counter
-	bulkSeconds                                         prometheus.Histogram
+	bulkSeconds                                             prometheus.Histogram
 }
 
 // NewSink returns the sink and registers its metrics.
