@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -54,7 +55,10 @@ type Config struct {
 	Alias string
 	// Retention is how long applied event ids are remembered for deduplication.
 	Retention time.Duration
-	Backoff   backoff.Policy
+	// BulkConcurrency is how many bulk requests one batch is split into (the search
+	// server indexes concurrent requests on separate threads).
+	BulkConcurrency int
+	Backoff         backoff.Policy
 }
 
 // Sink applies item events to the search index.
@@ -197,9 +201,7 @@ func (s *Sink) write(ctx context.Context, ops []op) (map[uuid.UUID]string, error
 	failed := map[uuid.UUID]string{}
 	pending := ops
 	for attempt := 0; len(pending) > 0; attempt++ {
-		start := time.Now()
-		results, err := bulk(ctx, s.es, s.cfg.Alias, pending)
-		s.bulkSeconds.Observe(time.Since(start).Seconds())
+		results, err := s.bulkParallel(ctx, pending)
 		if err != nil {
 			return nil, &runner.DependencyError{Dependency: DependencySearch, Err: err}
 		}
@@ -239,6 +241,43 @@ func (s *Sink) write(ctx context.Context, ops []op) (map[uuid.UUID]string, error
 		}
 	}
 	return failed, nil
+}
+
+// bulkParallel sends the operations as up to cfg.BulkConcurrency concurrent bulk
+// requests (each item's operation is in exactly one of them, so order between requests
+// does not matter) and returns the results in the order of ops.
+func (s *Sink) bulkParallel(ctx context.Context, ops []op) ([]result, error) {
+	parts := s.cfg.BulkConcurrency
+	if parts < 1 {
+		parts = 1
+	}
+	if minPart := 250; len(ops)/parts < minPart {
+		parts = max(1, len(ops)/minPart)
+	}
+	size := (len(ops) + parts - 1) / parts
+	results := make([]result, len(ops))
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := 0; p < parts; p++ {
+		lo, hi := p*size, min((p+1)*size, len(ops))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			res, err := bulk(ctx, s.es, s.cfg.Alias, ops[lo:hi])
+			s.bulkSeconds.Observe(time.Since(start).Seconds())
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			copy(results[lo:hi], res)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return results, nil
 }
 
 // maybePrune forgets old applied event ids, at most once a minute.

@@ -110,6 +110,7 @@ const (
 	FlagElasticsearchIndex      = "elasticsearch-index"
 	FlagElasticsearchOpenSearch = "elasticsearch-opensearch"
 	FlagProcessedRetention      = "processed-retention"
+	FlagBulkConcurrency         = "bulk-concurrency"
 )
 
 // Search server credentials come from the environment only, like the Postgres DSN.
@@ -128,6 +129,8 @@ type Search struct {
 	Index      string
 	OpenSearch bool
 	Retention  time.Duration
+	// BulkConcurrency is how many concurrent bulk requests a batch is split into.
+	BulkConcurrency int
 }
 
 // AddFlags registers the search server flags on fs.
@@ -135,6 +138,7 @@ func (s *Search) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Addresses, FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+EnvElasticsearchUsername+"/"+EnvElasticsearchPassword+" or "+EnvElasticsearchAPIKey)
 	fs.StringVar(&s.Index, FlagElasticsearchIndex, DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
 	fs.BoolVar(&s.OpenSearch, FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
+	fs.IntVar(&s.BulkConcurrency, FlagBulkConcurrency, 2, "concurrent bulk requests per batch")
 	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered to drop redeliveries")
 }
 
@@ -146,6 +150,9 @@ func (s Search) Validate() error {
 	}
 	if s.Index == "" {
 		errs = append(errs, fmt.Errorf("--%s is empty", FlagElasticsearchIndex))
+	}
+	if s.BulkConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("--%s must be at least 1", FlagBulkConcurrency))
 	}
 	if s.Retention < 0 {
 		errs = append(errs, fmt.Errorf("--%s must not be negative", FlagProcessedRetention))

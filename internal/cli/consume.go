@@ -81,7 +81,7 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 					return nil, err
 				}
 				ready.Set(indexer.DependencySearch, nil)
-				return indexer.NewSink(indexer.Config{Alias: search.Index, Retention: search.Retention}, pool, es, log, m), nil
+				return indexer.NewSink(indexer.Config{Alias: search.Index, Retention: search.Retention, BulkConcurrency: search.BulkConcurrency}, pool, es, log, m), nil
 			})
 		},
 	}

@@ -44,6 +44,11 @@ func TestAuditEveryEventOnceAndReplay(t *testing.T) {
 // groupLag is the group's total lag on topic, from its committed offsets.
 func groupLag(t *testing.T, group, topic string) int64 {
 	t.Helper()
+	return groupLagTB(t, group, topic)
+}
+
+func groupLagTB(t testing.TB, group, topic string) int64 {
+	t.Helper()
 	adm := kadm.NewClient(infra.KafkaClient(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
