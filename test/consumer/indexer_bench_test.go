@@ -201,4 +201,3 @@ func naiveIndexer(b testing.TB, s *indexSetup, envs []*event.Envelope) time.Dura
 	}
 	return time.Since(start)
 }
-
