@@ -134,9 +134,9 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 	go func() {
 		defer close(produced)
 		// Publish in slices while the consumer is being killed.
-		for i := 0; i < len(envs); i += 2_500 {
-			s.produce(t, envs[i:min(i+2_500, len(envs))])
-			time.Sleep(time.Second)
+		for i := 0; i < len(envs); i += 1_250 {
+			s.produce(t, envs[i:min(i+1_250, len(envs))])
+			time.Sleep(700 * time.Millisecond)
 		}
 	}()
 	group := infra.NewGroup(t)
@@ -144,14 +144,15 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	kills := 0
 	for kills < 5 {
-		// Kill while it works: once this incarnation has consumed something, at a random moment.
-		c.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
-		time.Sleep(time.Duration(50+rng.IntN(700)) * time.Millisecond)
 		before := s.rowCount(t)
-		c.kill()
+		if !c.killWhileWorking(rng, produced, group, s.topic) {
+			break
+		}
 		kills++
-		t.Logf("SIGKILL %d with %d rows stored", kills, before)
-		c.restart()
+		t.Logf("SIGKILL %d with about %d rows stored", kills, before)
+	}
+	if kills < 3 {
+		t.Fatalf("only %d kills landed while the consumer worked", kills)
 	}
 	<-produced
 	s.waitRows(t, len(envs), 3*time.Minute, c)

@@ -4,6 +4,7 @@ package consumer_test
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"bytes"
 	"context"
 	"fmt"
@@ -229,6 +230,34 @@ func (p *consumerProc) ready() int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// killWhileWorking SIGKILLs the process at a random moment once it has consumed
+// something, then restarts it; it returns false, killing nothing, when there is nothing
+// left to consume (all is produced and the group has no lag).
+func (p *consumerProc) killWhileWorking(rng *rand.Rand, produced <-chan struct{}, group, topic string) bool {
+	p.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if n, err := p.metric("atlas_consumer_records_consumed_total"); err == nil && n > 0 {
+			break
+		}
+		select {
+		case <-produced:
+			if groupLagTB(p.t, group, topic) == 0 {
+				return false
+			}
+		default:
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s consumed nothing within 2 minutes; log:\n%s", p.name, p.tail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond)
+	p.kill()
+	p.restart()
+	return true
 }
 
 // waitMetric waits until the metric reaches at least want.

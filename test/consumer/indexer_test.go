@@ -206,19 +206,21 @@ func TestIndexerSurvivesSIGKILL(t *testing.T) {
 	produced := make(chan struct{})
 	go func() {
 		defer close(produced)
-		for i := 0; i < len(envs); i += 2_000 {
-			s.produce(t, envs[i:min(i+2_000, len(envs))])
-			time.Sleep(500 * time.Millisecond)
+		for i := 0; i < len(envs); i += 500 {
+			s.produce(t, envs[i:min(i+500, len(envs))])
+			time.Sleep(700 * time.Millisecond)
 		}
 	}()
-	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
+	group := infra.NewGroup(t)
+	c := s.startIndexer(t, "indexer", group)
 	rng := rand.New(rand.NewPCG(26, 26))
-	for kill := 1; kill <= 4; kill++ {
-		c.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
-		time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond)
-		c.kill()
-		t.Logf("SIGKILL %d", kill)
-		c.restart()
+	kills := 0
+	for kills < 4 && c.killWhileWorking(rng, produced, group, s.topic) {
+		kills++
+		t.Logf("SIGKILL %d", kills)
+	}
+	if kills < 3 {
+		t.Fatalf("only %d kills landed while the indexer worked", kills)
 	}
 	<-produced
 	s.waitIndexEqualsTable(t, 3*time.Minute, c)
