@@ -4,10 +4,10 @@ package consumer_test
 
 import (
 	"bufio"
-	"math/rand/v2"
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
