@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"math/rand/v2"
 	"net/http"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/consumer/indexer"
+	"github.com/atlas-platform/atlas-operator/consumer/runner"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
@@ -294,5 +298,59 @@ func TestIndexerSkipsOtherEvents(t *testing.T) {
 	}
 	if n := len(s.documents(t)); n != 0 {
 		t.Fatalf("%d documents in the index", n)
+	}
+}
+
+// A document the search server refuses for good (here: the index maps title as an
+// integer) is dead-lettered with the server's reason, its events are not recorded as
+// applied, and the rest of the batch is indexed.
+func TestIndexerDeadLettersRejectedDocuments(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 1)
+	es := infra.SearchClient(t)
+	body := `{"mappings":{"properties":{"title":{"type":"integer"}}},"aliases":{"` + s.alias + `":{"is_write_index":true}}}`
+	resp, err := es.Indices.Create(s.alias+"-v1", es.Indices.Create.WithBody(strings.NewReader(body)))
+	if err != nil || resp.IsError() {
+		t.Fatalf("create the index: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	collection := uuid.New()
+	var envs []*event.Envelope
+	for i := 0; i < 10; i++ {
+		title := fmt.Sprintf("%d", 1000+i)
+		if i%2 == 1 {
+			title = "not a number"
+		}
+		e, err := event.New(event.ItemCreated, event.Entity{Type: event.EntityItem, ID: uuid.New(), CollectionID: &collection},
+			map[string]any{"title": title, "content": "c", "version": 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		envs = append(envs, e)
+	}
+	s.applyToItems(t, envs, nil)
+	s.produce(t, envs)
+	group := infra.NewGroup(t)
+	c := s.startIndexer(t, "indexer", group)
+	c.waitMetric("atlas_consumer_dead_lettered_total", 5, time.Minute)
+	c.waitMetric("atlas_consumer_documents_indexed_total", 5, time.Minute)
+	letters := readTopic(t, s.dlq, 5, 30*time.Second)
+	for _, dl := range letters {
+		h := headers(dl)
+		if h[runner.HeaderErrorKind] != indexer.KindIndexRejected || !strings.Contains(h[runner.HeaderError], "mapper_parsing_exception") {
+			t.Errorf("dead letter kind %q reason %q", h[runner.HeaderErrorKind], h[runner.HeaderError])
+		}
+	}
+	t.Logf("dead letter reason: %s", headers(letters[0])[runner.HeaderError])
+	var processed int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM indexer_processed_events").Scan(&processed); err != nil {
+		t.Fatal(err)
+	}
+	if processed != 5 {
+		t.Fatalf("%d events recorded as applied, want the 5 that were indexed", processed)
+	}
+	c.stop()
+	if lag := groupLag(t, group, s.topic); lag != 0 {
+		t.Fatalf("group lag %d, want 0", lag)
 	}
 }
