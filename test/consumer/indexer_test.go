@@ -3,9 +3,9 @@ package consumer_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
