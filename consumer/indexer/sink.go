@@ -108,6 +108,7 @@ func (s *Sink) Name() string { return DependencySearch }
 // read every touched item once, write each item's current state once, and only then
 // record the events as applied.
 func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
+	t0 := time.Now()
 	fresh, err := s.freshItemEvents(ctx, msgs)
 	if err != nil || len(fresh) == 0 {
 		return nil, err
@@ -121,6 +122,7 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 		}
 		byItem[id] = append(byItem[id], m)
 	}
+	t1 := time.Now()
 	s.reads.Inc()
 	items, err := s.store.items(ctx, ids)
 	if err != nil {
@@ -130,10 +132,12 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 	for i, id := range ids {
 		ops[i] = opFor(id, items[id])
 	}
+	t2 := time.Now()
 	failed, err := s.write(ctx, ops)
 	if err != nil {
 		return nil, err
 	}
+	t3 := time.Now()
 	var rejections []runner.Rejection
 	for id, reason := range failed {
 		for _, m := range byItem[id] {
@@ -151,6 +155,8 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
 	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(fresh), "items", len(ids),
+			"dedupe", t1.Sub(t0).String(), "read", t2.Sub(t1).String(), "bulk", t3.Sub(t2).String(), "record", time.Since(t3).String())
 		for _, m := range fresh {
 			s.log.Debug("indexed", "event_id", m.Event.EventID, "trace_id", m.Event.Trace(), "event_type", m.Event.EventType, "item_id", m.Event.Entity.ID)
 		}

@@ -138,7 +138,7 @@ func (s *Search) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Addresses, FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+EnvElasticsearchUsername+"/"+EnvElasticsearchPassword+" or "+EnvElasticsearchAPIKey)
 	fs.StringVar(&s.Index, FlagElasticsearchIndex, DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
 	fs.BoolVar(&s.OpenSearch, FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
-	fs.IntVar(&s.BulkConcurrency, FlagBulkConcurrency, 2, "concurrent bulk requests per batch")
+	fs.IntVar(&s.BulkConcurrency, FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
 	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered to drop redeliveries")
 }
 

@@ -2,12 +2,14 @@ package consumer_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +42,13 @@ func BenchmarkIndexer200k(b *testing.B) {
 	s.produce(b, stream)
 	b.Logf("published %d item events (%d duplicates) in %s", len(stream), len(stream)-len(envs), time.Since(start).Round(time.Millisecond))
 
+	// Warm the search server's JVM up (JIT) with the reference's work, untimed, so neither
+	// side of the comparison pays for a cold server.
+	warmDocs, warm := bulkReference(b, s)
+	b.Logf("warm-up: %d documents in %s", warmDocs, warm.Round(time.Millisecond))
+
 	group := infra.NewGroup(b)
-	c := s.startIndexer(b, "indexer", group, "--batch-size", "4000")
+	c := s.startIndexer(b, "indexer", group, "--batch-size", "4000", "--bulk-concurrency", cmp.Or(os.Getenv("ATLAS_BENCH_BULK_CONCURRENCY"), "4"), "--log-level", cmp.Or(os.Getenv("ATLAS_BENCH_LOG_LEVEL"), "info"))
 	start = time.Now()
 	c.waitMetric("atlas_consumer_records_consumed_total", float64(len(stream)), 20*time.Minute)
 	for groupLagTB(b, group, s.topic) > 0 {
@@ -49,6 +56,14 @@ func BenchmarkIndexer200k(b *testing.B) {
 	}
 	ours := time.Since(start)
 	rss := peakRSS(b, c)
+	if os.Getenv("ATLAS_BENCH_LOG_LEVEL") == "debug" {
+		raw, _ := os.ReadFile(c.logs)
+		for _, line := range strings.Split(string(raw), "\n") {
+			if strings.Contains(line, "indexer batch") || strings.Contains(line, "batch done") {
+				fmt.Println(line)
+			}
+		}
+	}
 	indexed, _ := c.metric("atlas_consumer_documents_indexed_total")
 	deleted, _ := c.metric("atlas_consumer_documents_deleted_total")
 	c.stop()
