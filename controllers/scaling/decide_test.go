@@ -1,0 +1,120 @@
+package scaling
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func lagOf(parts ...int64) Lag {
+	l := Lag{}
+	for i, n := range parts {
+		l.Partitions = append(l.Partitions, PartitionLag{Partition: int32(i), Committed: 100, Start: 0, End: 100 + n, Lag: n})
+		l.Total += n
+	}
+	return l
+}
+
+func TestComputeLag(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		name     string
+		o        Offsets
+		earliest bool
+		want     []int64
+	}{
+		{"committed", Offsets{Committed: map[int32]int64{0: 40, 1: 100}, Start: map[int32]int64{0: 0, 1: 0}, End: map[int32]int64{0: 100, 1: 100}}, true, []int64{60, 0}},
+		{"no commit, earliest counts from the log start", Offsets{Committed: map[int32]int64{}, Start: map[int32]int64{0: 30}, End: map[int32]int64{0: 100}}, true, []int64{70}},
+		{"no commit, latest is no lag", Offsets{Committed: map[int32]int64{0: -1}, Start: map[int32]int64{0: 30}, End: map[int32]int64{0: 100}}, false, []int64{0}},
+		{"commit deleted by retention counts from the log start", Offsets{Committed: map[int32]int64{0: 10}, Start: map[int32]int64{0: 50}, End: map[int32]int64{0: 80}}, false, []int64{30}},
+		{"empty partition", Offsets{Committed: map[int32]int64{}, Start: map[int32]int64{0: 0}, End: map[int32]int64{0: 0}}, true, []int64{0}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := ComputeLag(c.o, c.earliest, now)
+			var total int64
+			for i, w := range c.want {
+				if got.Partitions[i].Lag != w {
+					t.Fatalf("partition %d lag %d, want %d", i, got.Partitions[i].Lag, w)
+				}
+				total += w
+			}
+			if got.Total != total || !got.MeasuredAt.Equal(now) {
+				t.Fatalf("total %d at %v, want %d", got.Total, got.MeasuredAt, total)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	policy := Policy{MinReplicas: 1, MaxReplicas: 8, LagPerReplica: 1000, ScaleDownStabilization: time.Minute}
+	cases := []struct {
+		name        string
+		in          Input
+		want        int32
+		active      string
+		limited     bool
+		limitReason string
+	}{
+		{name: "lag asks for 3", in: Input{Lag: lagOf(1000, 1000, 500, 0, 0, 0), Current: 1}, want: 3, active: ReasonValidLag},
+		{name: "no lag holds minReplicas", in: Input{Lag: lagOf(0, 0), Current: 2}, want: 1, active: ReasonValidLag, limited: true, limitReason: ReasonMinReplicas},
+		{name: "capped at the partitions", in: Input{Lag: lagOf(9000, 9000, 9000, 9000), Current: 1}, want: 4, active: ReasonValidLag, limited: true, limitReason: ReasonPartitionLimit},
+		{name: "exactly the partitions is not limited", in: Input{Lag: lagOf(1000, 1000, 1000, 1000), Current: 1}, want: 4, active: ReasonValidLag},
+		{name: "capped at maxReplicas", in: Input{Lag: lagOf(5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000, 5000), Current: 1}, want: 8, active: ReasonValidLag, limited: true, limitReason: ReasonMaxReplicas},
+		{name: "scale down waits for the window", in: Input{Lag: lagOf(0, 0, 0), Current: 3, History: []Recommendation{{At: now.Add(-30 * time.Second), Replicas: 3}}}, want: 3, active: ReasonScaleDownDeferred, limited: true, limitReason: ReasonMinReplicas},
+		{name: "scale down after the window", in: Input{Lag: lagOf(0, 0, 0), Current: 3, History: []Recommendation{{At: now.Add(-61 * time.Second), Replicas: 3}}}, want: 1, active: ReasonValidLag, limited: true, limitReason: ReasonMinReplicas},
+		{name: "scale up is immediate", in: Input{Lag: lagOf(3000, 3000), Current: 1, History: []Recommendation{{At: now.Add(-time.Second), Replicas: 1}}}, want: 2, active: ReasonValidLag, limited: true, limitReason: ReasonPartitionLimit},
+		{name: "suspend wins over autoscaling", in: Input{Suspended: true, Lag: lagOf(9000, 9000), Current: 2}, want: 0, active: ReasonSuspended},
+		{name: "an unreadable lag keeps the replicas", in: Input{LagErr: errors.New("broker down"), Current: 5, History: []Recommendation{{At: now, Replicas: 5}}}, want: 5, active: ReasonLagUnavailable},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.in
+			in.Now = now
+			if in.Policy == (Policy{}) {
+				in.Policy = policy
+			}
+			d := Decide(in)
+			if d.Desired != c.want {
+				t.Fatalf("desired %d, want %d (%+v)", d.Desired, c.want, d)
+			}
+			if d.ScalingActive.Reason != c.active {
+				t.Fatalf("ScalingActive reason %q (%s), want %q", d.ScalingActive.Reason, d.ScalingActive.Message, c.active)
+			}
+			if d.ScalingLimited.Status != c.limited || (c.limited && d.ScalingLimited.Reason != c.limitReason) {
+				t.Fatalf("ScalingLimited %v %q (%s), want %v %q", d.ScalingLimited.Status, d.ScalingLimited.Reason, d.ScalingLimited.Message, c.limited, c.limitReason)
+			}
+		})
+	}
+}
+
+func TestDecideFromZero(t *testing.T) {
+	p := Policy{MinReplicas: 0, MaxReplicas: 4, LagPerReplica: 100, ScaleDownStabilization: time.Minute}
+	now := time.Unix(10_000, 0)
+	if d := Decide(Input{Now: now, Policy: p, Lag: lagOf(0, 0)}); d.Desired != 0 {
+		t.Fatalf("no lag from zero: %d replicas", d.Desired)
+	}
+	if d := Decide(Input{Now: now, Policy: p, Lag: lagOf(1, 0)}); d.Desired != 1 {
+		t.Fatalf("one record of lag from zero: %d replicas", d.Desired)
+	}
+}
+
+func TestDecideExcludesStuckPartitions(t *testing.T) {
+	p := Policy{MinReplicas: 1, MaxReplicas: 6, LagPerReplica: 100, ScaleDownStabilization: time.Minute, ExcludeStuckPartitions: true}
+	prev := lagOf(5000, 50, 0)
+	cur := lagOf(5200, 50, 0)
+	cur.Partitions[1].Committed = 150 // partition 1 moved; partition 0 did not
+	d := Decide(Input{Now: time.Unix(1, 0), Policy: p, Lag: cur, Previous: &prev, Current: 1})
+	if len(d.Excluded) != 1 || d.Excluded[0] != 0 || d.ScalingLag != 50 || d.Desired != 1 {
+		t.Fatalf("excluded %v, scaling lag %d, desired %d: want partition 0 left out", d.Excluded, d.ScalingLag, d.Desired)
+	}
+	if !strings.Contains(d.ScalingActive.Message, "stuck partitions [0]") {
+		t.Fatalf("message %q does not name the stuck partition", d.ScalingActive.Message)
+	}
+	p.ExcludeStuckPartitions = false
+	if d := Decide(Input{Now: time.Unix(1, 0), Policy: p, Lag: cur, Previous: &prev, Current: 1}); d.Desired != 3 {
+		t.Fatalf("without the option the stuck partition counts: desired %d, want 3 (capped at 3 partitions)", d.Desired)
+	}
+}

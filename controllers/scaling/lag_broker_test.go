@@ -1,0 +1,75 @@
+package scaling_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/controllers/scaling"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Against the real broker: lag builds up, the desired replicas rise (capped at the
+// partitions), the group drains, and after the stabilization window they fall.
+func TestLagDrivenScalingOnRealBroker(t *testing.T) {
+	ctx := context.Background()
+	topic := infra.NewTopic(t, 4)
+	group := infra.NewGroup(t)
+	cl := infra.KafkaClient(t, kgo.DefaultProduceTopic(topic))
+	adm := kadm.NewClient(cl)
+	var recs []*kgo.Record
+	for i := 0; i < 4000; i++ {
+		recs = append(recs, &kgo.Record{Value: []byte("x"), Partition: int32(i % 4)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	policy := scaling.Policy{MinReplicas: 1, MaxReplicas: 10, LagPerReplica: 500, ScaleDownStabilization: 5 * time.Minute}
+	lag, err := scaling.ReadLag(ctx, adm, group, topic, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag.Total != 4000 || len(lag.Partitions) != 4 {
+		t.Fatalf("a new group starting at the earliest offset: lag %d over %d partitions, want 4000 over 4", lag.Total, len(lag.Partitions))
+	}
+	latest, err := scaling.ReadLag(ctx, adm, group, topic, false)
+	if err != nil || latest.Total != 0 {
+		t.Fatalf("a new group starting at the latest offset: lag %d (%v), want 0", latest.Total, err)
+	}
+	now := time.Now()
+	up := scaling.Decide(scaling.Input{Now: now, Current: 1, Policy: policy, Lag: lag})
+	if up.Desired != 4 || !up.ScalingLimited.Status || up.ScalingLimited.Reason != scaling.ReasonPartitionLimit {
+		t.Fatalf("lag 4000 at 500 per replica: desired %d, limited %+v; want 4, capped by the 4 partitions", up.Desired, up.ScalingLimited)
+	}
+	t.Logf("lag %d: desired %d (%s)", lag.Total, up.Desired, up.ScalingLimited.Message)
+
+	// The group drains: it commits the end offsets.
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := adm.CommitAllOffsets(ctx, group, ends.Offsets()); err != nil {
+		t.Fatal(err)
+	}
+	drained, err := scaling.ReadLag(ctx, adm, group, topic, true)
+	if err != nil || drained.Total != 0 {
+		t.Fatalf("after the commit: lag %d (%v), want 0", drained.Total, err)
+	}
+	held := scaling.Decide(scaling.Input{Now: now.Add(time.Minute), Current: 4, Policy: policy, Lag: drained, Previous: &lag, History: up.History})
+	if held.Desired != 4 || held.ScalingActive.Reason != scaling.ReasonScaleDownDeferred {
+		t.Fatalf("one minute after draining: desired %d (%s), want 4 held by the window", held.Desired, held.ScalingActive.Message)
+	}
+	down := scaling.Decide(scaling.Input{Now: now.Add(6 * time.Minute), Current: 4, Policy: policy, Lag: drained, Previous: &drained, History: held.History})
+	if down.Desired != 1 {
+		t.Fatalf("after the window: desired %d, want 1", down.Desired)
+	}
+
+	// A failed read is an error, never zero lag.
+	if _, err := scaling.ReadLag(ctx, adm, group, "no.such.topic."+group, true); err == nil {
+		t.Fatal("reading the lag of a missing topic succeeded")
+	}
+}
