@@ -29,16 +29,12 @@ func TestLagDrivenScalingOnRealBroker(t *testing.T) {
 	}
 
 	policy := scaling.Policy{MinReplicas: 1, MaxReplicas: 10, LagPerReplica: 500, ScaleDownStabilization: 5 * time.Minute}
-	lag, err := scaling.ReadLag(ctx, adm, group, topic, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lag := readLagSoon(t, adm, group, topic, true)
 	if lag.Total != 4000 || len(lag.Partitions) != 4 {
 		t.Fatalf("a new group starting at the earliest offset: lag %d over %d partitions, want 4000 over 4", lag.Total, len(lag.Partitions))
 	}
-	latest, err := scaling.ReadLag(ctx, adm, group, topic, false)
-	if err != nil || latest.Total != 0 {
-		t.Fatalf("a new group starting at the latest offset: lag %d (%v), want 0", latest.Total, err)
+	if latest := readLagSoon(t, adm, group, topic, false); latest.Total != 0 {
+		t.Fatalf("a new group starting at the latest offset: lag %d, want 0", latest.Total)
 	}
 	now := time.Now()
 	up := scaling.Decide(scaling.Input{Now: now, Current: 1, Policy: policy, Lag: lag})
@@ -71,5 +67,24 @@ func TestLagDrivenScalingOnRealBroker(t *testing.T) {
 	// A failed read is an error, never zero lag.
 	if _, err := scaling.ReadLag(ctx, adm, group, "no.such.topic."+group, true); err == nil {
 		t.Fatal("reading the lag of a missing topic succeeded")
+	}
+}
+
+// readLagSoon reads the lag, retrying for a while: on a freshly started broker the group
+// coordinator (the __consumer_offsets topic) may not be available yet. The operator
+// meets the same transient error by keeping its replicas until the next poll.
+func readLagSoon(t *testing.T, adm *kadm.Client, group, topic string, earliest bool) scaling.Lag {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		lag, err := scaling.ReadLag(context.Background(), adm, group, topic, earliest)
+		if err == nil {
+			return lag
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("read the lag of %s: %v", group, err)
+		}
+		t.Logf("read the lag (retrying): %v", err)
+		time.Sleep(500 * time.Millisecond)
 	}
 }
