@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,17 +49,20 @@ var columnNames = []string{"event_id", "event_type", "version", "occurred_at", "
 // duplicate is redone the tolerant way.
 type Sink struct {
 	pool       *pgxpool.Pool
-	tolerant   bool // the previous batch met duplicates: skip the COPY attempt
+	tolerant   atomic.Bool // the previous batch met duplicates: skip the COPY attempt
+	writers    int         // concurrent COPY streams per batch
 	log        *slog.Logger
 	inserted   prometheus.Counter
 	duplicates prometheus.Counter
 }
 
-// NewSink returns a sink writing through pool and registers its metrics.
-func NewSink(pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics) *Sink {
+// NewSink returns a sink writing through pool with the given number of concurrent COPY
+// streams per batch, and registers its metrics.
+func NewSink(pool *pgxpool.Pool, writers int, log *slog.Logger, m *observe.Metrics) *Sink {
 	s := &Sink{
-		pool: pool,
-		log:  log,
+		pool:    pool,
+		writers: writers,
+		log:     log,
 		inserted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "atlas_consumer_events_inserted_total", ConstLabels: prometheus.Labels{"consumer": "audit"},
 			Help: "Events inserted into audit_events.",
@@ -78,7 +83,47 @@ func (s *Sink) Name() string { return "postgres" }
 // rejects the data of some row (not the connection), it isolates the culprits by
 // inserting row by row and returns them as rejections.
 func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
-	if !s.tolerant {
+	writers := s.writers
+	if writers < 2 || len(msgs) < 2*minChunk {
+		return s.applyChunk(ctx, msgs)
+	}
+	// Split by event id, so a duplicate within the batch always meets itself in the
+	// same chunk (two chunks waiting on each other's rows could deadlock).
+	chunks := make([][]runner.Message, writers)
+	for _, m := range msgs {
+		i := int(m.Event.EventID[15]) % writers
+		chunks[i] = append(chunks[i], m)
+	}
+	rejections := make([][]runner.Rejection, writers)
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i, chunk := range chunks {
+		if len(chunk) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rejections[i], errs[i] = s.applyChunk(ctx, chunk)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var out []runner.Rejection
+	for _, r := range rejections {
+		out = append(out, r...)
+	}
+	return out, nil
+}
+
+// minChunk is the smallest part of a batch worth its own COPY stream.
+const minChunk = 500
+
+// applyChunk writes one part of a batch: COPY, or the conflict-tolerant INSERT.
+func (s *Sink) applyChunk(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
+	if !s.tolerant.Load() {
 		n, err := s.copy(ctx, msgs)
 		if err == nil {
 			s.count(len(msgs), n)
@@ -91,7 +136,7 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 	}
 	n, err := s.insert(ctx, columnsOf(msgs))
 	if err == nil {
-		s.tolerant = n < int64(len(msgs))
+		s.tolerant.Store(n < int64(len(msgs)))
 		s.count(len(msgs), n)
 		s.logApplied(msgs)
 		return nil, nil

@@ -31,6 +31,7 @@ const (
 	FlagMigrate         = "migrate"
 	FlagLogLevel        = "log-level"
 	FlagHealthAddr      = "health-addr"
+	FlagPostgresWriters = "postgres-writers"
 )
 
 // EnvPostgresDSN holds the Postgres connection string. It has no flag on purpose: a
@@ -61,6 +62,8 @@ type Consumer struct {
 	Migrate    bool
 	LogLevel   string
 	HealthAddr string
+	// PostgresWriters is how many concurrent COPY streams the audit sink splits a batch into.
+	PostgresWriters int
 }
 
 // AddFlags registers every consumer flag on fs.
@@ -77,6 +80,7 @@ func (c *Consumer) AddFlags(fs *pflag.FlagSet, mode string) {
 	fs.IntVar(&r.MaxEventBytes, FlagMaxEventBytes, DefaultMaxEventBytes, "larger record values are dead-lettered")
 	fs.DurationVar(&r.ShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
 	fs.DurationVar(&r.SessionTimeout, FlagSessionTimeout, 45*time.Second, "group session timeout: how long the broker waits for a silent (crashed) member before giving its partitions away")
+	fs.IntVar(&c.PostgresWriters, FlagPostgresWriters, 2, "audit: concurrent COPY streams per batch (Postgres inserts on one core per stream)")
 	fs.BoolVar(&c.Migrate, FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
 	fs.StringVar(&c.LogLevel, FlagLogLevel, "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.HealthAddr, FlagHealthAddr, DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")
@@ -89,6 +93,9 @@ func (c *Consumer) Complete() error {
 	}
 	c.Runner.Kafka.SASLMechanism = strings.ToUpper(c.Runner.Kafka.SASLMechanism)
 	errs := []error{c.Runner.Validate()}
+	if c.PostgresWriters < 1 {
+		errs = append(errs, fmt.Errorf("--%s must be at least 1", FlagPostgresWriters))
+	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}

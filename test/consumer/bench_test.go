@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -37,7 +38,8 @@ func BenchmarkAuditMillion(b *testing.B) {
 	b.Logf("produced %d events in %s", total, time.Since(start).Round(time.Millisecond))
 
 	// 1. Ours, from a backlog of `total` events.
-	c := s.startConsumer(b, "audit", infra.NewGroup(b), "--batch-size", "4000")
+	writers := cmp.Or(os.Getenv("ATLAS_BENCH_POSTGRES_WRITERS"), "2")
+	c := s.startConsumer(b, "audit", infra.NewGroup(b), "--batch-size", "4000", "--postgres-writers", writers)
 	start = time.Now()
 	c.waitMetric("atlas_consumer_events_inserted_total", float64(total), 20*time.Minute)
 	ours := time.Since(start)
@@ -51,7 +53,7 @@ func BenchmarkAuditMillion(b *testing.B) {
 	copyDur := copyReference(b, s)
 
 	// 3. The replay: the same events again with a new group, all duplicates.
-	r := s.startConsumer(b, "replay", infra.NewGroup(b), "--batch-size", "4000")
+	r := s.startConsumer(b, "replay", infra.NewGroup(b), "--batch-size", "4000", "--postgres-writers", writers)
 	start = time.Now()
 	r.waitMetric("atlas_consumer_events_duplicate_total", float64(total), 20*time.Minute)
 	replay := time.Since(start)
