@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -67,7 +65,11 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 			}
 			indexerOpts.Runner.Skip = indexer.SkipRecord
 			return runConsumer(cmd.Context(), &indexerOpts, func(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) (runner.Sink, error) {
-				es, err := newSearchClient(search)
+				es, err := indexer.NewClient(indexer.ClientConfig{
+					Addresses: search.Addresses, OpenSearch: search.OpenSearch,
+					Username: os.Getenv(options.EnvElasticsearchUsername), Password: os.Getenv(options.EnvElasticsearchPassword),
+					APIKey: os.Getenv(options.EnvElasticsearchAPIKey),
+				})
 				if err != nil {
 					return nil, err
 				}
@@ -89,36 +91,6 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 	search.AddFlags(indexerCmd.Flags())
 	cmd.AddCommand(auditCmd, indexerCmd)
 	return cmd
-}
-
-// newSearchClient builds the go-elasticsearch client of the indexer.
-func newSearchClient(s options.Search) (*elasticsearch.Client, error) {
-	cfg := elasticsearch.Config{
-		Addresses: s.Addresses,
-		Username:  os.Getenv(options.EnvElasticsearchUsername),
-		Password:  os.Getenv(options.EnvElasticsearchPassword),
-		APIKey:    os.Getenv(options.EnvElasticsearchAPIKey),
-	}
-	if s.OpenSearch {
-		cfg.Transport = productHeader{next: http.DefaultTransport}
-	}
-	es, err := elasticsearch.NewClient(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("search client: %w", err)
-	}
-	return es, nil
-}
-
-// productHeader lets go-elasticsearch/v8 talk to OpenSearch, which does not send the
-// X-Elastic-Product header the client insists on (--elasticsearch-opensearch only).
-type productHeader struct{ next http.RoundTripper }
-
-func (p productHeader) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := p.next.RoundTrip(r)
-	if err == nil && resp.Header.Get("X-Elastic-Product") == "" {
-		resp.Header.Set("X-Elastic-Product", "Elasticsearch")
-	}
-	return resp, err
 }
 
 // newLogger returns the JSON logger of a consumer at the given level.

@@ -2,12 +2,13 @@ package infra
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/atlas-platform/atlas-operator/consumer/indexer"
 )
 
 // SearchURL returns the URL of the test search server.
@@ -17,33 +18,16 @@ func SearchURL(t testing.TB) string {
 		"start a real OpenSearch node with `hack/opensearch.sh start DIR` (jars from Maven Central, needs Java 17 and mvn) and export "+EnvElasticsearchURL+"=<its URL>")
 }
 
-// SearchClient returns a go-elasticsearch/v8 client for the test search server.
-//
-// Test glue, not product code: go-elasticsearch/v8 refuses servers whose responses lack
-// the header `X-Elastic-Product: Elasticsearch`, which OpenSearch does not send. When the
-// test server is OpenSearch, the client's transport adds that header to responses. A
-// production deployment talks to Elasticsearch and needs nothing of the kind.
+// SearchClient returns a go-elasticsearch/v8 client for the test search server, built
+// like the indexer's (with the OpenSearch compatibility the indexer's
+// --elasticsearch-opensearch flag turns on, since the test server is OpenSearch).
 func SearchClient(t testing.TB) *elasticsearch.Client {
 	t.Helper()
-	es, err := elasticsearch.NewClient(elasticsearch.Config{
-		Addresses: []string{SearchURL(t)},
-		Transport: productHeader{next: http.DefaultTransport},
-	})
+	es, err := indexer.NewClient(indexer.ClientConfig{Addresses: []string{SearchURL(t)}, OpenSearch: true})
 	if err != nil {
-		t.Fatalf("search client: %v", err)
+		t.Fatal(err)
 	}
 	return es
-}
-
-// productHeader is the test-only transport described at SearchClient.
-type productHeader struct{ next http.RoundTripper }
-
-func (p productHeader) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := p.next.RoundTrip(r)
-	if err == nil && resp.Header.Get("X-Elastic-Product") == "" {
-		resp.Header.Set("X-Elastic-Product", "Elasticsearch")
-	}
-	return resp, err
 }
 
 // NewIndexName returns an index name unique to the calling test; the index (if the
