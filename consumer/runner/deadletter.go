@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/internal/backoff"
 )
 
 // Headers a dead letter carries on top of the original record's headers.
@@ -39,7 +41,7 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 		}
 		r.log.Error("dead-lettering a record", attrs...)
 	}
-	err := backoffRetry(ctx, r, "dead-letter", func(ctx context.Context) error {
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("dead-letter"), func(ctx context.Context) error {
 		results := r.client.ProduceSync(ctx, pending...)
 		var failed []*kgo.Record
 		var firstErr error

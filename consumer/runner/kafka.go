@@ -1,14 +1,11 @@
 package runner
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/atlas-platform/atlas-operator/internal/backoff"
 )
 
 var errGroupMovedOn = errors.New("the consumer group moved on")
@@ -19,10 +16,6 @@ func groupMovedOn(err error) bool {
 	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
 		errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.FencedInstanceID) ||
 		errors.Is(err, kerr.StaleMemberEpoch)
-}
-
-func backoffRetry(ctx context.Context, r *Runner, dependency string, op func(context.Context) error) error {
-	return backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(dependency), op)
 }
 
 // kafkaLogger sends franz-go's log lines at info and above to slog.

@@ -73,10 +73,7 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 				if err != nil {
 					return nil, err
 				}
-				onRetry := func(attempt int, err error, wait time.Duration) {
-					ready.Set(indexer.DependencySearch, err)
-					log.Warn("search server unavailable; retrying", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
-				}
+				onRetry := logRetry(log, indexer.DependencySearch, ready, func(err error) error { return err })
 				if err := backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
 					return indexer.EnsureIndex(ctx, es, search.Index)
 				}); err != nil {
@@ -161,10 +158,7 @@ func prepareSchema(ctx context.Context, dsn string, migrate bool, log *slog.Logg
 		return redactDSN(err, dsn)
 	}
 	defer m.Close()
-	onRetry := func(attempt int, err error, wait time.Duration) {
-		ready.Set("postgres", err)
-		log.Warn("postgres unavailable; retrying", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", redactDSN(err, dsn))
-	}
+	onRetry := logRetry(log, "postgres", ready, func(err error) error { return redactDSN(err, dsn) })
 	err = backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
 		if migrate {
 			n, err := m.Up(ctx)
@@ -202,4 +196,16 @@ func permanentIfRefused(err error) error {
 		return backoff.Permanent(err)
 	}
 	return err
+}
+
+// logRetry returns a backoff hook that logs each retry of a dependency (with the error
+// passed through redact) and, when ready is not nil, reports the dependency not ready.
+func logRetry(log *slog.Logger, dependency string, ready *observe.Readiness, redact func(error) error) func(int, error, time.Duration) {
+	return func(attempt int, err error, wait time.Duration) {
+		if ready != nil {
+			ready.Set(dependency, err)
+		}
+		log.Warn("dependency unavailable; retrying", "dependency", dependency, "attempt", attempt+1,
+			"retry_in", wait.Round(time.Millisecond).String(), "error", redact(err))
+	}
 }

@@ -39,9 +39,7 @@ func newMigrateCommand() *cobra.Command {
 		defer m.Close()
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		onRetry := func(attempt int, err error, wait time.Duration) {
-			log.Warn("postgres unavailable; retrying", "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", redactDSN(err, dsn))
-		}
+		onRetry := logRetry(log, "postgres", nil, func(err error) error { return redactDSN(err, dsn) })
 		err = backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error { return permanentIfRefused(fn(ctx, m)) })
 		return redactDSN(err, dsn)
 	}
