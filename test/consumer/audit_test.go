@@ -130,15 +130,7 @@ func TestAuditSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t, 6)
 	envs := generate(t, 4, 50_000)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		// Publish in slices while the consumer is being killed.
-		for i := 0; i < len(envs); i += 1_250 {
-			s.produce(t, envs[i:min(i+1_250, len(envs))])
-			time.Sleep(700 * time.Millisecond)
-		}
-	}()
+	produced := s.produceInSlices(t, envs, 1_250, 700*time.Millisecond)
 	group := infra.NewGroup(t)
 	c := s.startConsumer(t, "audit", group)
 	rng := rand.New(rand.NewPCG(4, 4))
@@ -168,14 +160,7 @@ func TestAuditGroupMemberLeavesAndRejoins(t *testing.T) {
 	group := infra.NewGroup(t)
 	a := s.startConsumer(t, "audit-a", group)
 	b := s.startConsumer(t, "audit-b", group)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < len(envs); i += 500 {
-			s.produce(t, envs[i:min(i+500, len(envs))])
-			time.Sleep(250 * time.Millisecond)
-		}
-	}()
+	produced := s.produceInSlices(t, envs, 500, 250*time.Millisecond)
 	// Both members work (b got partitions in the rebalance), then b leaves mid-run.
 	b.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)
 	a.waitMetric("atlas_consumer_records_consumed_total", 1, time.Minute)

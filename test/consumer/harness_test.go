@@ -260,6 +260,22 @@ func (p *consumerProc) killWhileWorking(rng *rand.Rand, produced <-chan struct{}
 	return true
 }
 
+// watchNotReady watches /readyz for d and reports whether it answered 503 at some
+// point; the process must stay up meanwhile.
+func (p *consumerProc) watchNotReady(d time.Duration) bool {
+	p.t.Helper()
+	saw := false
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if p.ready() == http.StatusServiceUnavailable {
+			saw = true
+		}
+		if p.exited() {
+			p.t.Fatalf("%s exited while a dependency was down; log:\n%s", p.name, p.tail())
+		}
+	}
+	return saw
+}
+
 // waitMetric waits until the metric reaches at least want.
 func (p *consumerProc) waitMetric(name string, want float64, timeout time.Duration) {
 	p.t.Helper()
@@ -311,6 +327,20 @@ func generate(t testing.TB, seed uint64, n int) []*event.Envelope {
 		out[i] = env
 	}
 	return out
+}
+
+// produceInSlices publishes envs in slices of size, pausing between slices, in the
+// background; the channel closes when all are published.
+func (s *setup) produceInSlices(t testing.TB, envs []*event.Envelope, size int, pause time.Duration) <-chan struct{} {
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for i := 0; i < len(envs); i += size {
+			s.produce(t, envs[i:min(i+size, len(envs))])
+			time.Sleep(pause)
+		}
+	}()
+	return produced
 }
 
 // produce publishes the envelopes to the topic on the shared broker and waits until all

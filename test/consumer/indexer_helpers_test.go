@@ -110,6 +110,21 @@ func generateItems(t testing.TB, seed uint64, n int) []*event.Envelope {
 	return out[:n]
 }
 
+// createdItems returns n ItemCreated events of distinct items.
+func createdItems(t testing.TB, seed uint64, n int) []*event.Envelope {
+	t.Helper()
+	var out []*event.Envelope
+	for _, e := range generateItems(t, seed, 5*n) {
+		if e.EventType == event.ItemCreated && len(out) < n {
+			out = append(out, e)
+		}
+	}
+	if len(out) != n {
+		t.Fatalf("generated only %d of %d ItemCreated events", len(out), n)
+	}
+	return out
+}
+
 type indexedDoc struct {
 	Title   string `json:"title"`
 	Content string `json:"content"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,15 +20,7 @@ import (
 func TestIndexerIndexesCreatedItems(t *testing.T) {
 	t.Parallel()
 	s := newIndexSetup(t, 3)
-	var created []*event.Envelope
-	for _, e := range generateItems(t, 21, 20_000) {
-		if e.EventType == event.ItemCreated && len(created) < 5_000 {
-			created = append(created, e)
-		}
-	}
-	if len(created) != 5_000 {
-		t.Fatalf("generated only %d ItemCreated events", len(created))
-	}
+	created := createdItems(t, 21, 5_000)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
 	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
@@ -73,12 +64,7 @@ func TestIndexerUpdatesOutOfOrder(t *testing.T) {
 func TestIndexerDeletesStayDeleted(t *testing.T) {
 	t.Parallel()
 	s := newIndexSetup(t, 3)
-	var created []*event.Envelope
-	for _, e := range generateItems(t, 23, 3_000) {
-		if e.EventType == event.ItemCreated && len(created) < 1_000 {
-			created = append(created, e)
-		}
-	}
+	created := createdItems(t, 23, 1_000)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
 	group := infra.NewGroup(t)
@@ -159,12 +145,7 @@ func TestIndexerAppliesDuplicatesOnce(t *testing.T) {
 func TestIndexerRaceNewestWins(t *testing.T) {
 	t.Parallel()
 	s := newIndexSetup(t, 3)
-	var created []*event.Envelope
-	for _, e := range generateItems(t, 25, 1_500) {
-		if e.EventType == event.ItemCreated && len(created) < 300 {
-			created = append(created, e)
-		}
-	}
+	created := createdItems(t, 25, 300)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
 	a := s.startIndexer(t, "indexer-a", infra.NewGroup(t), "--batch-size", "50")
@@ -207,14 +188,7 @@ func TestIndexerSurvivesSIGKILL(t *testing.T) {
 	s := newIndexSetup(t, 6)
 	envs := generateItems(t, 26, 20_000)
 	s.applyToItems(t, envs, func(id uuid.UUID) bool { return id[0]%2 == 0 })
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < len(envs); i += 500 {
-			s.produce(t, envs[i:min(i+500, len(envs))])
-			time.Sleep(700 * time.Millisecond)
-		}
-	}()
+	produced := s.produceInSlices(t, envs, 500, 700*time.Millisecond)
 	group := infra.NewGroup(t)
 	c := s.startIndexer(t, "indexer", group)
 	rng := rand.New(rand.NewPCG(26, 26))
@@ -239,29 +213,13 @@ func TestIndexerSurvivesSearchOutage(t *testing.T) {
 	p := startProxy(t, s.searchURL[len("http://"):])
 	envs := generateItems(t, 27, 8_000)
 	s.applyToItems(t, envs, nil)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < len(envs); i += 500 {
-			s.produce(t, envs[i:min(i+500, len(envs))])
-			time.Sleep(300 * time.Millisecond)
-		}
-	}()
+	produced := s.produceInSlices(t, envs, 500, 300*time.Millisecond)
 	c := s.startMode(t, "indexer", "indexer", infra.NewGroup(t),
 		"--elasticsearch-addresses", p.url(), "--elasticsearch-index", s.alias, "--elasticsearch-opensearch")
 	c.waitMetric("atlas_consumer_documents_indexed_total", 100, time.Minute)
 	p.setOff(true)
 	outage := time.Now()
-	sawNotReady := false
-	for time.Since(outage) < 12*time.Second {
-		if c.ready() == http.StatusServiceUnavailable {
-			sawNotReady = true
-		}
-		if c.exited() {
-			t.Fatalf("the indexer exited during the outage:\n%s", c.tail())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	sawNotReady := c.watchNotReady(12*time.Second - time.Since(outage))
 	p.setOff(false)
 	if !sawNotReady {
 		t.Errorf("/readyz never reported 503 while the search server was unreachable")

@@ -21,14 +21,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 	s.pool = newPool(t, s.dsn)
 
 	envs := generate(t, 6, 20_000)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		for i := 0; i < len(envs); i += 1_000 {
-			s.produce(t, envs[i:min(i+1_000, len(envs))])
-			time.Sleep(400 * time.Millisecond)
-		}
-	}()
+	produced := s.produceInSlices(t, envs, 1_000, 400*time.Millisecond)
 	c := s.startConsumer(t, "audit", infra.NewGroup(t))
 	s.waitRows(t, 3_000, time.Minute, c)
 	if code := c.ready(); code != http.StatusOK {
@@ -39,16 +32,7 @@ func TestAuditSurvivesPostgresOutage(t *testing.T) {
 	pg.Stop()
 	outage := time.Now()
 	t.Log("postgres stopped")
-	sawNotReady := false
-	for time.Since(outage) < 12*time.Second {
-		if c.ready() == http.StatusServiceUnavailable {
-			sawNotReady = true
-		}
-		if c.exited() {
-			t.Fatalf("the consumer exited during the outage; log:\n%s", c.tail())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	sawNotReady := c.watchNotReady(12*time.Second - time.Since(outage))
 	retries, _ := c.metric(`atlas_consumer_retries_total{consumer="audit",dependency="postgres"}`)
 	pg.Start()
 	t.Logf("postgres started again after %s; %v postgres retries so far", time.Since(outage).Round(time.Second), retries)
@@ -95,16 +79,7 @@ func TestAuditSurvivesKafkaOutage(t *testing.T) {
 	broker.Stop()
 	outage := time.Now()
 	t.Log("broker stopped")
-	sawNotReady := false
-	for time.Since(outage) < 12*time.Second {
-		if c.ready() == http.StatusServiceUnavailable {
-			sawNotReady = true
-		}
-		if c.exited() {
-			t.Fatalf("the consumer exited during the outage; log:\n%s", c.tail())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	sawNotReady := c.watchNotReady(12*time.Second - time.Since(outage))
 	broker.Start()
 	t.Logf("broker started again after %s", time.Since(outage).Round(time.Second))
 	if !sawNotReady {
