@@ -14,18 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package controllers will hold the AtlasConsumer reconciler, which reconciles
-// AtlasConsumer resources into the Deployments (and their Services and
-// PodDisruptionBudgets) that run the audit and indexer consumers. The reconciler lands
-// with the operator issue; for now this package only carries the RBAC markers from which
-// `make manifests` generates config/rbac/role.yaml.
+// Package controllers holds the AtlasConsumer reconciler. It reconciles AtlasConsumer
+// resources into the Deployments (with their metrics Services and PodDisruptionBudgets)
+// that run the audit and indexer consumers, and scales them on consumer-group lag.
+//
+// The objects are built by the pure functions of package workload and the scaling
+// decision is the pure function of package scaling; this package reads, applies
+// (server-side, field owner "atlas-operator") and reports status.
 package controllers
-
-// +kubebuilder:rbac:groups=events.atlas.io,resources=atlasconsumers,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=events.atlas.io,resources=atlasconsumers/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete

@@ -17,6 +17,7 @@ limitations under the License.
 package v1alpha1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -38,14 +39,38 @@ const (
 // default of spec.kafka.topic.
 const DefaultTopic = "atlas.domain-events.v1"
 
+// PauseReconciliationAnnotation, set to "true" on an AtlasConsumer, stops the operator
+// from reconciling it (for incident work): nothing it owns is changed until the
+// annotation is removed.
+const PauseReconciliationAnnotation = "events.atlas.io/pause-reconciliation"
+
+// StartOffset is where a consumer group without committed offsets starts reading.
+// +kubebuilder:validation:Enum=earliest;latest
+type StartOffset string
+
+const (
+	// StartOffsetEarliest starts at the oldest record the topic still holds.
+	StartOffsetEarliest StartOffset = "earliest"
+	// StartOffsetLatest starts at the end: only records published afterwards are read.
+	StartOffsetLatest StartOffset = "latest"
+)
+
+// SASLMechanism is a Kafka SASL authentication mechanism.
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+type SASLMechanism string
+
 // KafkaSpec says where a consumer reads its events from.
+// +kubebuilder:validation:XValidation:rule="(has(self.groupID) ? self.groupID : ”) == (has(oldSelf.groupID) ? oldSelf.groupID : ”) || (has(self.allowGroupIDChange) && self.allowGroupIDChange)",message="groupID cannot be changed: a new consumer group starts from spec.kafka.startOffset and re-reads or skips events; set allowGroupIDChange: true to change it on purpose"
 type KafkaSpec struct {
 	// bootstrapServers lists the Kafka brokers the consumer first connects to, each as
-	// host:port (for example "kafka-0.kafka.atlas.svc:9092"). The consumer discovers the
+	// host:port (for example "kafka-0.kafka.atlas.svc:9092" or "[fd00::1]:9092"). The consumer discovers the
 	// rest of the cluster from them. At least one is required.
 	// +required
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\[[0-9a-fA-F:.]+\]|[^\s:,\[\]]+):[0-9]{1,5}$`
 	BootstrapServers []string `json:"bootstrapServers"`
 
 	// topic is the Kafka topic the consumer reads domain events from. It must be a valid
@@ -58,12 +83,211 @@ type KafkaSpec struct {
 
 	// groupID is the Kafka consumer group the consumer joins; replicas of one
 	// AtlasConsumer share it and so split the topic's partitions between them. When
-	// empty, the operator chooses the group ID.
+	// empty, the group is "atlas.<namespace>.<name>" (status.groupID shows the one in
+	// use). Changing it is refused unless allowGroupIDChange is true, because a new group
+	// starts over from startOffset.
 	// +optional
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
 	GroupID string `json:"groupID,omitempty"`
+
+	// allowGroupIDChange opts in to changing groupID. The new group has no committed
+	// offsets: it starts from startOffset.
+	// +optional
+	AllowGroupIDChange bool `json:"allowGroupIDChange,omitempty"`
+
+	// startOffset is where a consumer group without committed offsets starts: "earliest"
+	// (the oldest record still held, the default) or "latest" (only new records).
+	// +optional
+	// +kubebuilder:default=earliest
+	StartOffset StartOffset `json:"startOffset,omitempty"`
+
+	// deadLetterTopic receives the records the consumer cannot process (malformed JSON,
+	// invalid envelopes, rejected documents), with the reason in their headers. Defaults
+	// to "<topic>.dlq".
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]{1,249}$`
+	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
+
+	// tls enables TLS to the brokers.
+	// +optional
+	TLS *KafkaTLS `json:"tls,omitempty"`
+
+	// sasl enables SASL authentication to the brokers.
+	// +optional
+	SASL *KafkaSASL `json:"sasl,omitempty"`
+}
+
+// KafkaTLS configures TLS to the Kafka brokers. Without a CA the system roots are used.
+// +kubebuilder:validation:XValidation:rule="has(self.certSecretRef) == has(self.keySecretRef)",message="certSecretRef and keySecretRef go together: a client certificate needs its key"
+type KafkaTLS struct {
+	// caSecretRef selects the PEM CA bundle that signs the brokers' certificates.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="caSecretRef needs the name of a Secret and a key in it"
+	CASecretRef *corev1.SecretKeySelector `json:"caSecretRef,omitempty"`
+	// certSecretRef selects the PEM client certificate, for mutual TLS.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="certSecretRef needs the name of a Secret and a key in it"
+	CertSecretRef *corev1.SecretKeySelector `json:"certSecretRef,omitempty"`
+	// keySecretRef selects the PEM private key of the client certificate.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="keySecretRef needs the name of a Secret and a key in it"
+	KeySecretRef *corev1.SecretKeySelector `json:"keySecretRef,omitempty"`
+}
+
+// KafkaSASL configures SASL authentication to the Kafka brokers.
+type KafkaSASL struct {
+	// mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	// +required
+	Mechanism SASLMechanism `json:"mechanism"`
+	// usernameSecretRef selects the SASL user name.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="usernameSecretRef needs the name of a Secret and a key in it"
+	UsernameSecretRef corev1.SecretKeySelector `json:"usernameSecretRef"`
+	// passwordSecretRef selects the SASL password.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="passwordSecretRef needs the name of a Secret and a key in it"
+	PasswordSecretRef corev1.SecretKeySelector `json:"passwordSecretRef"`
+}
+
+// PostgresSpec says where the consumer's Postgres database is.
+type PostgresSpec struct {
+	// dsnSecretRef selects the Secret key holding the Postgres connection string
+	// ("postgres://user:password@host:5432/atlas?sslmode=require"). It reaches the pod
+	// as an environment variable from the Secret, never in the pod spec.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="dsnSecretRef needs the name of a Secret and a key in it"
+	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
+
+	// runMigrations runs `atlas migrate up` in an init container before the consumer
+	// starts (default true). Set it to false when the schema is migrated elsewhere; the
+	// consumer then refuses to start on an out-of-date schema.
+	// +optional
+	// +kubebuilder:default=true
+	RunMigrations *bool `json:"runMigrations,omitempty"`
+}
+
+// ElasticsearchSpec says where the indexer writes its search index.
+type ElasticsearchSpec struct {
+	// addresses lists the search server URLs, e.g. "https://es-http.search.svc:9200".
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^https?://[^\s]+$`
+	Addresses []string `json:"addresses"`
+
+	// credentialsSecretRef names a Secret with either the keys "username" and
+	// "password" or the key "apiKey".
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != ''",message="credentialsSecretRef needs the name of a Secret"
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+
+	// index is the alias the indexer writes to (default "atlas-items"); the first start
+	// creates the versioned index "<index>-v1" behind it.
+	// +optional
+	// +kubebuilder:default=atlas-items
+	// +kubebuilder:validation:Pattern=`^[a-z0-9][a-z0-9._-]{0,200}$`
+	Index string `json:"index,omitempty"`
+
+	// openSearch says the server is OpenSearch rather than Elasticsearch.
+	// +optional
+	OpenSearch bool `json:"openSearch,omitempty"`
+}
+
+// AutoscalingSpec scales the consumer on its consumer group's lag.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="minReplicas must not be greater than maxReplicas"
+type AutoscalingSpec struct {
+	// minReplicas is the fewest pods to run (default 1). 0 lets the consumer scale to
+	// zero when it has no lag; it comes back when lag appears.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// maxReplicas is the most pods to run. The topic's partition count caps it too:
+	// a consumer beyond one per partition would sit idle.
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	MaxReplicas int32 `json:"maxReplicas"`
+
+	// lagPerReplica is the lag (records not yet consumed) one pod is expected to work
+	// off; desired replicas = ceil(total lag / lagPerReplica). Default 1000.
+	// +optional
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	LagPerReplica int64 `json:"lagPerReplica,omitempty"`
+
+	// scaleDownStabilization is how long a lower replica count must be recommended
+	// before the consumer scales down (default 5m). Scaling up is immediate.
+	// +optional
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="scaleDownStabilization must be between 0s and 24h"
+	ScaleDownStabilization *metav1.Duration `json:"scaleDownStabilization,omitempty"`
+
+	// pollInterval is how often the operator reads the lag (default 30s, at least 5s).
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5s') && duration(self) <= duration('1h')",message="pollInterval must be between 5s and 1h"
+	PollInterval *metav1.Duration `json:"pollInterval,omitempty"`
+
+	// excludeStuckPartitions leaves out of the scaling lag a partition whose committed
+	// offset did not move between two polls although it has lag (a stuck or poison
+	// partition), so one such partition cannot push the fleet to maxReplicas.
+	// +optional
+	ExcludeStuckPartitions bool `json:"excludeStuckPartitions,omitempty"`
+}
+
+// BatchSpec tunes how many events the consumer handles per round trip.
+type BatchSpec struct {
+	// size is the most events per batch (default 2000).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Size *int32 `json:"size,omitempty"`
+
+	// maxWait is how long a batch waits to fill up (default 100ms).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('1m')",message="batch.maxWait must be greater than 0s and at most 1m"
+	MaxWait *metav1.Duration `json:"maxWait,omitempty"`
+}
+
+// LogLevel is the consumer's log level.
+// +kubebuilder:validation:Enum=debug;info;warn;error
+type LogLevel string
+
+// PodOverrides are added to the consumer pods.
+type PodOverrides struct {
+	// labels are added to the pods (the operator's own labels win on a clash).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// annotations are added to the pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// nodeSelector constrains the pods to nodes with these labels.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// tolerations let the pods run on tainted nodes.
+	// +optional
+	// +listType=atomic
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// affinity sets the pods' scheduling affinity.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+	// serviceAccountName runs the pods as this ServiceAccount (default: the namespace's
+	// "default" one).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// priorityClassName sets the pods' priority class.
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
 }
 
 // AtlasConsumerSpec defines the desired state of an AtlasConsumer.
+// +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="replicas and autoscaling are mutually exclusive: set replicas for a fixed count, or autoscaling for lag-driven scaling"
+// +kubebuilder:validation:XValidation:rule="self.mode != 'indexer' || has(self.elasticsearch)",message="elasticsearch is required when mode is indexer"
+// +kubebuilder:validation:XValidation:rule="self.mode == 'indexer' || !has(self.elasticsearch)",message="elasticsearch is only for mode indexer: remove it for mode audit"
 type AtlasConsumerSpec struct {
 	// mode selects the consumer to run: "audit" stores every event in Postgres
 	// audit_events, deduplicated by event_id; "indexer" keeps the search index of items
@@ -77,13 +301,112 @@ type AtlasConsumerSpec struct {
 	// +required
 	Kafka KafkaSpec `json:"kafka"`
 
-	// replicas is the number of consumer pods to run. Replicas beyond the topic's
-	// partition count sit idle. 0 stops the consumer without deleting it. When unset,
-	// the operator runs one replica.
+	// postgres says where the consumer's database is: the audit table, or the items the
+	// indexer reads.
+	// +required
+	Postgres PostgresSpec `json:"postgres"`
+
+	// elasticsearch says where the indexer writes; required for mode indexer and
+	// forbidden for mode audit.
+	// +optional
+	Elasticsearch *ElasticsearchSpec `json:"elasticsearch,omitempty"`
+
+	// replicas is a fixed number of consumer pods. Replicas beyond the topic's
+	// partition count sit idle. When neither replicas nor autoscaling is set, one pod
+	// runs. Not allowed together with autoscaling. `kubectl scale` sets it.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
 	Replicas *int32 `json:"replicas,omitempty"`
+
+	// autoscaling scales the consumer on its consumer group's lag.
+	// +optional
+	Autoscaling *AutoscalingSpec `json:"autoscaling,omitempty"`
+
+	// suspend scales the consumer to zero pods and keeps everything else; it wins over
+	// replicas and autoscaling.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// image overrides the consumer image (default: the operator's own image, which
+	// carries both consumers).
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	Image string `json:"image,omitempty"`
+
+	// imagePullPolicy of the consumer container (Kubernetes' default when empty).
+	// +optional
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// resources of the consumer container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// batch tunes the consumer's batches.
+	// +optional
+	Batch BatchSpec `json:"batch,omitempty"`
+
+	// logLevel is the consumer's log level (default info).
+	// +optional
+	// +kubebuilder:default=info
+	LogLevel LogLevel `json:"logLevel,omitempty"`
+
+	// pod adds labels, annotations and scheduling settings to the consumer pods.
+	// +optional
+	Pod PodOverrides `json:"pod,omitempty"`
 }
+
+// PartitionLag is the lag of one partition.
+type PartitionLag struct {
+	// partition is the partition number.
+	Partition int32 `json:"partition"`
+	// lag is the partition's records not yet consumed by the group.
+	Lag int64 `json:"lag"`
+}
+
+// LagStatus is the consumer group's lag as last measured.
+type LagStatus struct {
+	// total is the sum of the lag of every partition.
+	Total int64 `json:"total"`
+	// partitions is the topic's partition count.
+	Partitions int32 `json:"partitions"`
+	// laggingPartitions counts partitions with a lag above zero.
+	LaggingPartitions int32 `json:"laggingPartitions"`
+	// max is the largest partition lag.
+	Max int64 `json:"max"`
+	// top lists the partitions with the largest lag (at most 5).
+	// +optional
+	Top []PartitionLag `json:"top,omitempty"`
+	// excludedPartitions are stuck partitions left out of the scaling lag.
+	// +optional
+	ExcludedPartitions []int32 `json:"excludedPartitions,omitempty"`
+	// measuredAt is when the lag was read.
+	MeasuredAt metav1.Time `json:"measuredAt"`
+}
+
+// Condition types of an AtlasConsumer.
+const (
+	// ConditionReady is True when the consumer runs with every desired pod ready (or is
+	// suspended on purpose).
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while a change is rolling out.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when the consumer cannot reach its desired state.
+	ConditionDegraded = "Degraded"
+	// ConditionReconciling mirrors Progressing for kstatus (Flux, Argo CD, kpt).
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True, for kstatus, when the operator cannot make progress
+	// without a change from the user (a name conflict, a missing Secret).
+	ConditionStalled = "Stalled"
+	// ConditionScalingActive is True when autoscaling could compute a replica count.
+	ConditionScalingActive = "ScalingActive"
+	// ConditionScalingLimited is True when minReplicas, maxReplicas or the partition
+	// count bound the desired replicas.
+	ConditionScalingLimited = "ScalingLimited"
+	// ConditionReconciliationPaused is True while the pause annotation is set.
+	ConditionReconciliationPaused = "ReconciliationPaused"
+)
 
 // AtlasConsumerStatus defines the observed state of an AtlasConsumer.
 type AtlasConsumerStatus struct {
@@ -94,7 +417,8 @@ type AtlasConsumerStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions describe the current state of the AtlasConsumer, one entry per
-	// condition type.
+	// condition type: Ready, Progressing, Degraded, Reconciling, Stalled, ScalingActive,
+	// ScalingLimited, ReconciliationPaused.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -107,16 +431,41 @@ type AtlasConsumerStatus struct {
 	// readyReplicas is the number of consumer pods that are ready.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// desiredReplicas is the number of pods the operator wants: spec.replicas, the
+	// autoscaling decision, or 0 when suspended.
+	// +optional
+	DesiredReplicas int32 `json:"desiredReplicas,omitempty"`
+
+	// selector is the label selector of the consumer pods (for the scale subresource).
+	// +optional
+	Selector string `json:"selector,omitempty"`
+
+	// groupID is the Kafka consumer group in use.
+	// +optional
+	GroupID string `json:"groupID,omitempty"`
+
+	// lag is the consumer group's lag as last measured (autoscaling only).
+	// +optional
+	Lag *LagStatus `json:"lag,omitempty"`
+
+	// lastScaleTime is when the operator last changed the replica count.
+	// +optional
+	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
 }
 
 // AtlasConsumer runs one of the Atlas consumers (audit or indexer) of the Atlas domain
 // events Kafka topic. The operator reconciles it into the workloads that run the consumer.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Namespaced,shortName=ac
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:scope=Namespaced,shortName=ac,categories=atlas
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`,description="The consumer this AtlasConsumer runs"
 // +kubebuilder:printcolumn:name="Topic",type=string,JSONPath=`.spec.kafka.topic`,description="The Kafka topic consumed"
+// +kubebuilder:printcolumn:name="Group",type=string,JSONPath=`.status.groupID`,description="The Kafka consumer group"
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`,description="Consumer pods wanted"
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`,description="Ready consumer pods"
+// +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.lag.total`,description="Records not yet consumed (autoscaling only)"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type AtlasConsumer struct {
 	metav1.TypeMeta `json:",inline"`

@@ -49,6 +49,11 @@ type Config struct {
 	TLSCAFile   string
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSCAPEM, TLSCertPEM and TLSKeyPEM are the same in memory (the operator reads them
+	// from Secrets); they win over the files.
+	TLSCAPEM   []byte
+	TLSCertPEM []byte
+	TLSKeyPEM  []byte
 
 	SASLMechanism string
 	SASLUsername  string
@@ -106,7 +111,7 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 	if c.ClientID != "" {
 		opts = append(opts, kgo.ClientID(c.ClientID))
 	}
-	if c.TLS || c.TLSCAFile != "" || c.TLSCertFile != "" {
+	if c.TLS || c.TLSCAFile != "" || c.TLSCertFile != "" || len(c.TLSCAPEM) > 0 || len(c.TLSCertPEM) > 0 {
 		cfg, err := c.tlsConfig()
 		if err != nil {
 			return nil, err
@@ -126,19 +131,30 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 
 func (c Config) tlsConfig() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		if err != nil {
+	caPEM, certPEM, keyPEM := c.TLSCAPEM, c.TLSCertPEM, c.TLSKeyPEM
+	var err error
+	if len(caPEM) == 0 && c.TLSCAFile != "" {
+		if caPEM, err = os.ReadFile(c.TLSCAFile); err != nil {
 			return nil, fmt.Errorf("read Kafka CA file: %w", err)
 		}
+	}
+	if len(certPEM) == 0 && c.TLSCertFile != "" {
+		if certPEM, err = os.ReadFile(c.TLSCertFile); err != nil {
+			return nil, fmt.Errorf("read Kafka client certificate: %w", err)
+		}
+		if keyPEM, err = os.ReadFile(c.TLSKeyFile); err != nil {
+			return nil, fmt.Errorf("read Kafka client key: %w", err)
+		}
+	}
+	if len(caPEM) > 0 {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("Kafka CA file %s holds no PEM certificate", c.TLSCAFile)
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("the Kafka CA bundle holds no PEM certificate")
 		}
 		cfg.RootCAs = pool
 	}
-	if c.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile)
+	if len(certPEM) > 0 {
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("load Kafka client certificate: %w", err)
 		}

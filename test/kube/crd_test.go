@@ -2,12 +2,15 @@ package kube_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -58,28 +61,79 @@ func TestCRDSchema(t *testing.T) {
 		t.Fatalf("mode change: err = %v, want 'mode is immutable'", err)
 	}
 
+	// Changing the group without the opt-in is refused; with it, accepted.
+	regroup := audit.DeepCopy()
+	regroup.Spec.Kafka.GroupID = "atlas-audit-2"
+	err = env.Client.Update(ctx, regroup)
+	if err == nil || !strings.Contains(err.Error(), "groupID cannot be changed") {
+		t.Fatalf("group change: err = %v, want 'groupID cannot be changed'", err)
+	}
+	regroup.Spec.Kafka.AllowGroupIDChange = true
+	if err := env.Client.Update(ctx, regroup); err != nil {
+		t.Fatalf("group change with allowGroupIDChange: %v", err)
+	}
+
 	bad := []struct {
 		name string
 		edit func(*atlasv1alpha1.AtlasConsumer)
 		want string
 	}{
 		{"unknown mode", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Mode = "archive" }, `Unsupported value: "archive"`},
-		{"no brokers", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Kafka.BootstrapServers = nil }, "bootstrapServers"},
+		{"no brokers", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Kafka.BootstrapServers = nil }, "spec.kafka.bootstrapServers: Required value"},
+		{"broker without port", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Kafka.BootstrapServers = []string{"kafka"} }, "spec.kafka.bootstrapServers[0]"},
 		{"bad topic", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Kafka.Topic = "events/v1" }, "spec.kafka.topic"},
-		{"negative replicas", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas"},
+		{"bad start offset", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Kafka.StartOffset = "middle" }, `spec.kafka.startOffset: Unsupported value: "middle"`},
+		{"negative replicas", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Replicas = ptr.To[int32](-1) }, "spec.replicas: Invalid value: -1"},
+		{"indexer without elasticsearch", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Mode = atlasv1alpha1.AtlasConsumerModeIndexer }, "elasticsearch is required when mode is indexer"},
+		{"audit with elasticsearch", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"http://es:9200"}}
+		}, "elasticsearch is only for mode indexer"},
+		{"elasticsearch address not a URL", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Mode = atlasv1alpha1.AtlasConsumerModeIndexer
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"es:9200"}}
+		}, "spec.elasticsearch.addresses[0]"},
+		{"replicas with autoscaling", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Replicas = ptr.To[int32](2)
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 4}
+		}, "replicas and autoscaling are mutually exclusive"},
+		{"min above max", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](5), MaxReplicas: 2}
+		}, "minReplicas must not be greater than maxReplicas"},
+		{"zero lag per replica", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, LagPerReplica: -5}
+		}, "spec.autoscaling.lagPerReplica: Invalid value: -5"},
+		{"poll interval too short", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, PollInterval: &metav1.Duration{Duration: time.Second}}
+		}, "pollInterval must be between 5s and 1h"},
+		{"negative stabilization", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, ScaleDownStabilization: &metav1.Duration{Duration: -time.Minute}}
+		}, "scaleDownStabilization must be between 0s and 24h"},
+		{"no DSN secret", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Postgres = atlasv1alpha1.PostgresSpec{} }, "dsnSecretRef needs the name of a Secret and a key in it"},
+		{"client cert without key", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.TLS = &atlasv1alpha1.KafkaTLS{CertSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "tls"}, Key: "tls.crt"}}
+		}, "certSecretRef and keySecretRef go together"},
+		{"unknown SASL mechanism", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "GSSAPI"}
+		}, `spec.kafka.sasl.mechanism: Unsupported value: "GSSAPI"`},
+		{"batch size zero", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Batch.Size = ptr.To[int32](0) }, "spec.batch.size: Invalid value: 0"},
+		{"bad log level", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.LogLevel = "verbose" }, `spec.logLevel: Unsupported value: "verbose"`},
 	}
 	for i, tc := range bad {
 		ac := &atlasv1alpha1.AtlasConsumer{}
 		ac.Namespace = "default"
-		ac.Name = "bad-" + string(rune('a'+i))
+		ac.Name = fmt.Sprintf("bad-%d", i)
 		ac.Spec = atlasv1alpha1.AtlasConsumerSpec{
 			Mode:  atlasv1alpha1.AtlasConsumerModeAudit,
 			Kafka: atlasv1alpha1.KafkaSpec{BootstrapServers: []string{"kafka:9092"}},
+			Postgres: atlasv1alpha1.PostgresSpec{DSNSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "pg"}, Key: "dsn"}},
 		}
 		tc.edit(ac)
 		err := env.Client.Create(ctx, ac)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want a rejection mentioning %q", tc.name, err, tc.want)
+		} else {
+			t.Logf("%s: rejected: %s", tc.name, err)
 		}
 	}
 }

@@ -4,6 +4,7 @@
 package kube
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,38 +32,60 @@ type Env struct {
 // CRDs under config/crd/bases and stops everything when the test ends.
 func Start(t testing.TB) *Env {
 	t.Helper()
-	assets := infra.Require(t, infra.EnvKubebuilderAssets, "kube-apiserver and etcd",
-		"build them with `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)` (about 12 minutes the first time, cached afterwards)")
-	for _, bin := range []string{"kube-apiserver", "etcd"} {
-		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
-			t.Fatalf("%s not found in KUBEBUILDER_ASSETS=%s: run hack/envtest-binaries.sh", bin, assets)
-		}
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := atlasv1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(infra.RepoRoot(t), "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
-	}
-	cfg, err := env.Start()
+	infra.Require(t, infra.EnvKubebuilderAssets, "kube-apiserver and etcd", howToGetAssets)
+	env, err := StartEnv(infra.RepoRoot(t))
 	if err != nil {
-		t.Fatalf("start envtest (kube-apiserver + etcd from %s): %v", assets, err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if err := env.Stop(); err != nil {
 			t.Errorf("stop envtest: %v", err)
 		}
 	})
+	return env
+}
+
+const howToGetAssets = "build them with `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)` (about 12 minutes the first time, cached afterwards)"
+
+// StartEnv is Start for code without a test at hand (a TestMain sharing one control
+// plane between a package's tests); the caller stops it.
+func StartEnv(repoRoot string) (*Env, error) {
+	assets := os.Getenv(infra.EnvKubebuilderAssets)
+	if assets == "" {
+		return nil, fmt.Errorf("%s is not set, so there is no kube-apiserver to talk to: run `make test`, or %s", infra.EnvKubebuilderAssets, howToGetAssets)
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("%s not found in KUBEBUILDER_ASSETS=%s: run hack/envtest-binaries.sh", bin, assets)
+		}
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := atlasv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start envtest (kube-apiserver + etcd from %s): %w", assets, err)
+	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
-		t.Fatalf("kubernetes client: %v", err)
+		_ = env.Stop()
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &Env{Env: env, Config: cfg, Client: c, Scheme: scheme}
+	return &Env{Env: env, Config: cfg, Client: c, Scheme: scheme}, nil
 }
+
+// Stop stops the API server and etcd.
+func (e *Env) Stop() error { return e.Env.Stop() }
+
+// Kubectl is the kubectl built with the envtest binaries.
+func (e *Env) Kubectl() string { return filepath.Join(e.Env.BinaryAssetsDirectory, "kubectl") }

@@ -1,0 +1,120 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/controllers/workload"
+)
+
+// AppliedHashAnnotation holds a hash of what the operator last applied to an object, so
+// an unchanged AtlasConsumer is reconciled without a single write.
+const AppliedHashAnnotation = "events.atlas.io/applied-hash"
+
+// nameConflictError is an object of the name the operator needs that it does not own.
+type nameConflictError struct{ kind, name string }
+
+func (e *nameConflictError) Error() string {
+	return fmt.Sprintf("a %s named %q already exists and is not owned by this AtlasConsumer: the operator does not adopt or overwrite it; rename or delete it", e.kind, e.name)
+}
+
+// getOwned reads an object of the consumer from the cache into obj. It returns false when
+// the object does not exist, and a nameConflictError when it exists but this
+// AtlasConsumer is not its controller.
+func getOwned(ctx context.Context, c client.Reader, ac *atlasv1alpha1.AtlasConsumer, kind, name string, obj client.Object) (bool, error) {
+	err := c.Get(ctx, client.ObjectKey{Namespace: ac.Namespace, Name: name}, obj)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get %s %s: %w", kind, name, err)
+	}
+	if ref := metav1.GetControllerOf(obj); ref == nil || ref.UID != ac.UID {
+		return true, &nameConflictError{kind: kind, name: name}
+	}
+	return true, nil
+}
+
+// inSync says whether the existing object already is what the operator would apply:
+// the same intent (applied hash) and no drift in the fields the operator sets.
+func inSync(desired, existing client.Object, specOf func(client.Object) any) bool {
+	if existing == nil || existing.GetAnnotations()[AppliedHashAnnotation] != desired.GetAnnotations()[AppliedHashAnnotation] {
+		return false
+	}
+	for k, v := range desired.GetLabels() {
+		if existing.GetLabels()[k] != v {
+			return false
+		}
+	}
+	return equality.Semantic.DeepDerivative(specOf(desired), specOf(existing))
+}
+
+// prepare makes desired a controlled child of the AtlasConsumer and stamps the hash of
+// its content.
+func prepare(ac *atlasv1alpha1.AtlasConsumer, desired client.Object, scheme *runtime.Scheme) error {
+	if err := controllerutil.SetControllerReference(ac, desired, scheme); err != nil {
+		return fmt.Errorf("owner reference: %w", err)
+	}
+	raw, err := json.Marshal(desired)
+	if err != nil {
+		return fmt.Errorf("hash %s: %w", desired.GetName(), err)
+	}
+	sum := sha256.Sum256(raw)
+	ann := desired.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AppliedHashAnnotation] = hex.EncodeToString(sum[:16])
+	desired.SetAnnotations(ann)
+	return nil
+}
+
+// serverSideApply applies desired with the operator's field owner, taking over fields
+// another manager set, and reads the result back into out.
+func serverSideApply(ctx context.Context, c client.Client, desired client.Object, out client.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(desired)
+	if err != nil {
+		return fmt.Errorf("convert %s: %w", desired.GetName(), err)
+	}
+	delete(m, "status")
+	u := &unstructured.Unstructured{Object: dropNulls(m).(map[string]any)}
+	if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(workload.ManagedBy), client.ForceOwnership); err != nil {
+		return fmt.Errorf("server-side apply %s %s: %w", u.GetKind(), u.GetName(), err)
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		return fmt.Errorf("read back %s: %w", u.GetName(), err)
+	}
+	return nil
+}
+
+// dropNulls removes null values (such as metadata.creationTimestamp of a typed object),
+// which server-side apply would read as "remove this field".
+func dropNulls(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, val := range t {
+			if val == nil {
+				delete(t, k)
+				continue
+			}
+			t[k] = dropNulls(val)
+		}
+	case []any:
+		for i := range t {
+			t[i] = dropNulls(t[i])
+		}
+	}
+	return v
+}

@@ -1,0 +1,367 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/controllers/workload"
+)
+
+// +kubebuilder:rbac:groups=events.atlas.io,resources=atlasconsumers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.atlas.io,resources=atlasconsumers/status,verbs=get;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Event reasons users see on an AtlasConsumer.
+const (
+	EventScaledUp         = "ScaledUp"
+	EventScaledDown       = "ScaledDown"
+	EventKafkaUnreachable = "KafkaUnreachable"
+)
+
+// secretIndex indexes AtlasConsumers by the Secrets they reference.
+const secretIndex = "spec.secretNames"
+
+// Reconciler reconciles an AtlasConsumer into the consumer Deployment, its metrics
+// Service and its PodDisruptionBudget, and scales the Deployment on lag. It never writes
+// the AtlasConsumer's spec: decisions go to its status and to the objects it owns.
+type Reconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// APIReader reads from the API server directly (Secrets; names the cache does not
+	// hold).
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
+	Recorder  events.EventRecorder
+	// Image is the consumer image when spec.image is empty.
+	Image string
+	// Lag reads consumer group lag for autoscaling.
+	Lag     LagReader
+	Metrics *Metrics
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+
+	scaler *autoscaler
+}
+
+// Reconcile brings one AtlasConsumer's objects to what its spec says, in short steps:
+// read it, read the Secrets it references, check the names it needs are its own,
+// decide the replicas, apply the objects, and report the status.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ac := &atlasv1alpha1.AtlasConsumer{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ac); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get AtlasConsumer: %w", err)
+	}
+	if !ac.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // garbage collection removes the owned objects
+	}
+	if ac.Annotations[atlasv1alpha1.PauseReconciliationAnnotation] == "true" {
+		return ctrl.Result{}, r.writeStatus(ctx, ac, pausedStatus(ac))
+	}
+
+	secrets, err := readSecrets(ctx, r.APIReader, ac)
+	if invalid := (*invalidReferenceError)(nil); errors.As(err, &invalid) {
+		return ctrl.Result{}, r.stall(ctx, ac, ReasonInvalidReference, invalid.Error())
+	}
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("read referenced Secrets: %w", err)
+	}
+
+	current, err := r.observeOwned(ctx, ac)
+	if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
+		// The conflicting object is not owned, so no watch brings it back: look again.
+		return ctrl.Result{RequeueAfter: time.Minute}, r.stall(ctx, ac, ReasonNameConflict, conflict.Error())
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	replicas, scale := r.decideReplicas(ctx, ac, secrets, current.deployment)
+	cfg := workload.Config{Image: r.Image, Replicas: replicas, SecretChecksum: secrets.checksum(workload.SecretRefs(ac))}
+
+	dep, err := r.ensureDeployment(ctx, ac, cfg, current.deployment)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensureService(ctx, ac, current.service); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	obs := observed{desired: replicas, deployment: dep, scale: scale}
+	if scaled := r.noteScaling(ac, current.deployment, replicas, scale); scaled {
+		obs.scaledAt = ptrTime(metav1.NewTime(r.now().Truncate(time.Second)))
+	}
+	if err := r.writeStatus(ctx, ac, computeStatus(ac, obs)); err != nil {
+		return ctrl.Result{}, err
+	}
+	if scale != nil {
+		return ctrl.Result{RequeueAfter: scale.requeueAfter}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// owned are the consumer's objects as they exist (nil when absent).
+type owned struct {
+	deployment *appsv1.Deployment
+	service    *corev1.Service
+	pdb        *policyv1.PodDisruptionBudget
+}
+
+// observeOwned reads the consumer's objects and makes sure each name is free or owned
+// by this AtlasConsumer.
+func (r *Reconciler) observeOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer) (owned, error) {
+	var o owned
+	dep, svc, pdb := &appsv1.Deployment{}, &corev1.Service{}, &policyv1.PodDisruptionBudget{}
+	found, err := r.getOwned(ctx, ac, "Deployment", workload.DeploymentName(ac), dep)
+	if err != nil {
+		return o, err
+	}
+	if found {
+		o.deployment = dep
+	}
+	if found, err = r.getOwned(ctx, ac, "Service", workload.ServiceName(ac), svc); err != nil {
+		return o, err
+	} else if found {
+		o.service = svc
+	}
+	if found, err = r.getOwned(ctx, ac, "PodDisruptionBudget", workload.DeploymentName(ac), pdb); err != nil {
+		return o, err
+	} else if found {
+		o.pdb = pdb
+	}
+	return o, nil
+}
+
+// getOwned looks in the cache first; the cache holds only the operator's own objects
+// (by label), so a name missing there is looked up on the API server before it is
+// taken.
+func (r *Reconciler) getOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, kind, name string, obj client.Object) (bool, error) {
+	found, err := getOwned(ctx, r.Client, ac, kind, name, obj)
+	if found || err != nil {
+		return found, err
+	}
+	return getOwned(ctx, r.APIReader, ac, kind, name, obj)
+}
+
+// decideReplicas is the replica count: from the spec, or from the lag when autoscaling.
+func (r *Reconciler) decideReplicas(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, secrets secretValues, dep *appsv1.Deployment) (int32, *scaleResult) {
+	key := types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}
+	if ac.Spec.Autoscaling == nil {
+		r.scaler.forget(key)
+		replicas := workload.ReplicasFromSpec(ac)
+		r.Metrics.setDesired(key, replicas)
+		return replicas, nil
+	}
+	current := int32(0)
+	switch {
+	case dep != nil && dep.Spec.Replicas != nil:
+		current = *dep.Spec.Replicas
+	case ac.Spec.Autoscaling.MinReplicas != nil:
+		current = *ac.Spec.Autoscaling.MinReplicas
+	default:
+		current = 1
+	}
+	res := r.scaler.decide(ctx, ac, kafkaConn(ac, secrets), current)
+	r.Metrics.observeScale(key, res)
+	if res.fresh && res.lag == nil {
+		was := meta.FindStatusCondition(ac.Status.Conditions, atlasv1alpha1.ConditionScalingActive)
+		if was == nil || was.Reason != res.decision.ScalingActive.Reason {
+			r.event(ac, corev1.EventTypeWarning, EventKafkaUnreachable, "ReadLag", res.decision.ScalingActive.Message)
+		}
+		log.FromContext(ctx).Info("lag unavailable: keeping the replicas", "replicas", current, "reason", res.decision.ScalingActive.Message)
+	}
+	return res.decision.Desired, &res
+}
+
+// noteScaling reports a change of the replica count made by this reconcile.
+func (r *Reconciler) noteScaling(ac *atlasv1alpha1.AtlasConsumer, before *appsv1.Deployment, replicas int32, scale *scaleResult) bool {
+	if before == nil || before.Spec.Replicas == nil || *before.Spec.Replicas == replicas {
+		return false
+	}
+	from := *before.Spec.Replicas
+	why := "spec.replicas"
+	switch {
+	case ac.Spec.Suspend:
+		why = "spec.suspend"
+	case scale != nil:
+		why = scale.decision.ScalingActive.Message
+	}
+	reason, direction := EventScaledUp, "up"
+	if replicas < from {
+		reason, direction = EventScaledDown, "down"
+	}
+	r.event(ac, corev1.EventTypeNormal, reason, "Scale", fmt.Sprintf("scaled from %d to %d replicas: %s", from, replicas, why))
+	r.Metrics.countScale(types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}, direction)
+	return true
+}
+
+// ensureDeployment applies the consumer Deployment when it differs from what exists.
+func (r *Reconciler) ensureDeployment(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, cfg workload.Config, existing *appsv1.Deployment) (*appsv1.Deployment, error) {
+	desired := workload.Deployment(ac, cfg)
+	if err := prepare(ac, desired, r.Scheme); err != nil {
+		return nil, fmt.Errorf("ensure Deployment: %w", err)
+	}
+	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*appsv1.Deployment).Spec }) {
+		return existing, nil
+	}
+	out := &appsv1.Deployment{}
+	if err := serverSideApply(ctx, r.Client, desired, out); err != nil {
+		return nil, fmt.Errorf("ensure Deployment: %w", err)
+	}
+	return out, nil
+}
+
+// ensureService applies the metrics Service when it differs from what exists.
+func (r *Reconciler) ensureService(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, existing *corev1.Service) error {
+	desired := workload.Service(ac)
+	if err := prepare(ac, desired, r.Scheme); err != nil {
+		return fmt.Errorf("ensure Service: %w", err)
+	}
+	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*corev1.Service).Spec }) {
+		return nil
+	}
+	if err := serverSideApply(ctx, r.Client, desired, &corev1.Service{}); err != nil {
+		return fmt.Errorf("ensure Service: %w", err)
+	}
+	return nil
+}
+
+// ensurePodDisruptionBudget keeps a budget while more than one pod runs, and removes
+// it otherwise (with one pod a budget would block node drains).
+func (r *Reconciler) ensurePodDisruptionBudget(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, replicas int32, existing *policyv1.PodDisruptionBudget) error {
+	if !workload.WantsPodDisruptionBudget(replicas) {
+		if existing == nil {
+			return nil
+		}
+		if err := r.Client.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove PodDisruptionBudget: %w", err)
+		}
+		return nil
+	}
+	desired := workload.PodDisruptionBudget(ac)
+	if err := prepare(ac, desired, r.Scheme); err != nil {
+		return fmt.Errorf("ensure PodDisruptionBudget: %w", err)
+	}
+	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*policyv1.PodDisruptionBudget).Spec }) {
+		return nil
+	}
+	if err := serverSideApply(ctx, r.Client, desired, &policyv1.PodDisruptionBudget{}); err != nil {
+		return fmt.Errorf("ensure PodDisruptionBudget: %w", err)
+	}
+	return nil
+}
+
+// stall reports a problem only the user can fix, once as an event, and changes nothing.
+func (r *Reconciler) stall(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, reason, msg string) error {
+	was := meta.FindStatusCondition(ac.Status.Conditions, atlasv1alpha1.ConditionStalled)
+	if was == nil || was.Status != metav1.ConditionTrue || was.Reason != reason || was.Message != msg {
+		r.event(ac, corev1.EventTypeWarning, reason, "Reconcile", msg)
+	}
+	return r.writeStatus(ctx, ac, stalledStatus(ac, reason, msg))
+}
+
+// writeStatus writes the status when it changed, and only then.
+func (r *Reconciler) writeStatus(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, st atlasv1alpha1.AtlasConsumerStatus) error {
+	if equality.Semantic.DeepEqual(ac.Status, st) {
+		return nil
+	}
+	patch := client.MergeFrom(ac.DeepCopy())
+	ac.Status = st
+	if err := r.Client.Status().Patch(ctx, ac, patch); err != nil {
+		return fmt.Errorf("write status: %w", err)
+	}
+	return nil
+}
+
+func (r *Reconciler) event(ac *atlasv1alpha1.AtlasConsumer, typ, reason, action, note string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ac, nil, typ, reason, action, "%s", note)
+	}
+}
+
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.scaler.forget(key)
+	r.Metrics.forget(key)
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func ptrTime(t metav1.Time) *metav1.Time { return &t }
+
+// SetupWithManager registers the controller: it watches AtlasConsumers (spec and
+// annotation changes, not its own status writes), the objects it owns, and the metadata
+// of Secrets, mapped to the AtlasConsumers that reference them.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if r.Lag == nil {
+		return errors.New("the reconciler needs a LagReader")
+	}
+	r.scaler = &autoscaler{reader: r.Lag, now: r.now}
+	err := mgr.GetFieldIndexer().IndexField(ctx, &atlasv1alpha1.AtlasConsumer{}, secretIndex, func(o client.Object) []string {
+		return workload.SecretNames(o.(*atlasv1alpha1.AtlasConsumer))
+	})
+	if err != nil {
+		return fmt.Errorf("index AtlasConsumers by Secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("atlasconsumer").
+		For(&atlasv1alpha1.AtlasConsumer{}, builder.WithPredicates(
+			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.consumersUsingSecret), builder.OnlyMetadata).
+		WithOptions(opts).
+		Complete(r)
+}
+
+// consumersUsingSecret maps a Secret to the AtlasConsumers of its namespace that
+// reference it.
+func (r *Reconciler) consumersUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var list atlasv1alpha1.AtlasConsumerList
+	if err := r.Client.List(ctx, &list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretIndex: secret.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "list AtlasConsumers referencing a Secret", "secret", secret.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, ac := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}})
+	}
+	return reqs
+}

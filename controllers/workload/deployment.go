@@ -1,0 +1,273 @@
+package workload
+
+import (
+	"maps"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
+	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/internal/flagenv"
+)
+
+// Container, port and volume names and paths of the consumer pod.
+const (
+	ConsumerContainer = "consumer"
+	MigrateContainer  = "migrate"
+	MetricsPortName   = "http-metrics"
+	MetricsPort       = options.HealthPort
+
+	kafkaTLSVolume = "kafka-tls"
+	kafkaTLSDir    = "/etc/atlas/kafka-tls"
+	tmpVolume      = "tmp"
+
+	// Secret keys of spec.elasticsearch.credentialsSecretRef.
+	ElasticsearchUsernameKey = "username"
+	ElasticsearchPasswordKey = "password"
+	ElasticsearchAPIKeyKey   = "apiKey"
+)
+
+// gracePeriod leaves the consumer its shutdown timeout to finish and commit the batch
+// in flight, and some seconds to leave the group.
+var gracePeriod = int64((options.DefaultShutdownTimeout + 10*time.Second) / time.Second)
+
+// Deployment is the consumer Deployment: `atlas consume <mode>` configured from the
+// spec through environment variables, Secret values as valueFrom references only, with
+// the migrations as an init container when spec.postgres.runMigrations is true.
+func Deployment(ac *atlasv1alpha1.AtlasConsumer, cfg Config) *appsv1.Deployment {
+	annotations := maps.Clone(ac.Spec.Pod.Annotations)
+	if cfg.SecretChecksum != "" {
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		annotations[SecretChecksumAnnotation] = cfg.SecretChecksum
+	}
+	var initContainers []corev1.Container
+	if ac.Spec.Postgres.RunMigrations == nil || *ac.Spec.Postgres.RunMigrations {
+		initContainers = []corev1.Container{migrateContainer(ac, cfg)}
+	}
+	return &appsv1.Deployment{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      DeploymentName(ac),
+			Namespace: ac.Namespace,
+			Labels:    Labels(ac),
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(cfg.Replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: SelectorLabels(ac)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels(ac), Annotations: annotations},
+				Spec: corev1.PodSpec{
+					ServiceAccountName:            ac.Spec.Pod.ServiceAccountName,
+					PriorityClassName:             ac.Spec.Pod.PriorityClassName,
+					NodeSelector:                  ac.Spec.Pod.NodeSelector,
+					Tolerations:                   ac.Spec.Pod.Tolerations,
+					Affinity:                      ac.Spec.Pod.Affinity,
+					TerminationGracePeriodSeconds: ptr.To(gracePeriod),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					InitContainers: initContainers,
+					Containers:     []corev1.Container{consumerContainer(ac, cfg)},
+					Volumes:        volumes(ac),
+				},
+			},
+		},
+	}
+}
+
+func image(ac *atlasv1alpha1.AtlasConsumer, cfg Config) string {
+	if ac.Spec.Image != "" {
+		return ac.Spec.Image
+	}
+	return cfg.Image
+}
+
+// containerSecurity is the "restricted" Pod Security Standard for a container.
+func containerSecurity() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		RunAsNonRoot:             ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func consumerContainer(ac *atlasv1alpha1.AtlasConsumer, cfg Config) corev1.Container {
+	probe := func(path string, period, failures int32) *corev1.Probe {
+		// Every number is given, defaults included, so the object read back compares
+		// equal to the one built (see controllers.inSync).
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: path, Port: intstr.FromString(MetricsPortName), Scheme: corev1.URISchemeHTTP}},
+			TimeoutSeconds:   1,
+			PeriodSeconds:    period,
+			SuccessThreshold: 1,
+			FailureThreshold: failures,
+		}
+	}
+	return corev1.Container{
+		Name:            ConsumerContainer,
+		Image:           image(ac, cfg),
+		ImagePullPolicy: ac.Spec.ImagePullPolicy,
+		Args:            []string{"consume", string(ac.Spec.Mode)},
+		Env:             ConsumerEnv(ac),
+		Ports:           []corev1.ContainerPort{{Name: MetricsPortName, ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP}},
+		// Readiness follows the dependencies (the consumer reports which one fails);
+		// liveness only the process, so an outage never restarts pods in a loop.
+		ReadinessProbe:  probe("/readyz", 5, 3),
+		LivenessProbe:   probe("/healthz", 10, 6),
+		Resources:       ac.Spec.Resources,
+		SecurityContext: containerSecurity(),
+		VolumeMounts:    volumeMounts(ac),
+	}
+}
+
+func migrateContainer(ac *atlasv1alpha1.AtlasConsumer, cfg Config) corev1.Container {
+	return corev1.Container{
+		Name:            MigrateContainer,
+		Image:           image(ac, cfg),
+		ImagePullPolicy: ac.Spec.ImagePullPolicy,
+		Args:            []string{"migrate", "up"},
+		Env: []corev1.EnvVar{
+			secretEnv(options.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef),
+			value(options.FlagLogLevel, logLevel(ac)),
+		},
+		Resources:       ac.Spec.Resources,
+		SecurityContext: containerSecurity(),
+	}
+}
+
+func logLevel(ac *atlasv1alpha1.AtlasConsumer) string {
+	if ac.Spec.LogLevel == "" {
+		return "info"
+	}
+	return string(ac.Spec.LogLevel)
+}
+
+// ConsumerEnv is the consumer container's environment: every setting as the ATLAS_*
+// variable of its flag, every secret as a valueFrom reference.
+func ConsumerEnv(ac *atlasv1alpha1.AtlasConsumer) []corev1.EnvVar {
+	k := ac.Spec.Kafka
+	env := []corev1.EnvVar{
+		value(kafkaconn.FlagBrokers, joinComma(k.BootstrapServers)),
+		{Name: flagenv.Name(kafkaconn.FlagClientID), ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
+		value(options.FlagTopic, Topic(ac)),
+		value(options.FlagGroup, GroupID(ac)),
+		value(options.FlagStartOffset, startOffset(ac)),
+	}
+	if k.DeadLetterTopic != "" {
+		env = append(env, value(options.FlagDeadLetterTopic, k.DeadLetterTopic))
+	}
+	if tls := k.TLS; tls != nil {
+		env = append(env, value(kafkaconn.FlagTLS, "true"))
+		if tls.CASecretRef != nil {
+			env = append(env, value(kafkaconn.FlagTLSCAFile, kafkaTLSDir+"/ca.crt"))
+		}
+		if tls.CertSecretRef != nil {
+			env = append(env, value(kafkaconn.FlagTLSCertFile, kafkaTLSDir+"/tls.crt"),
+				value(kafkaconn.FlagTLSKeyFile, kafkaTLSDir+"/tls.key"))
+		}
+	}
+	if sasl := k.SASL; sasl != nil {
+		env = append(env,
+			value(kafkaconn.FlagSASLMechanism, string(sasl.Mechanism)),
+			secretEnv(flagenv.Name(kafkaconn.FlagSASLUsername), &sasl.UsernameSecretRef),
+			secretEnv(flagenv.Name(kafkaconn.FlagSASLPassword), &sasl.PasswordSecretRef))
+	}
+	env = append(env, secretEnv(options.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef))
+	if es := ac.Spec.Elasticsearch; es != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
+		env = append(env, value(options.FlagElasticsearchAddresses, joinComma(es.Addresses)))
+		if es.Index != "" {
+			env = append(env, value(options.FlagElasticsearchIndex, es.Index))
+		}
+		if es.OpenSearch {
+			env = append(env, value(options.FlagElasticsearchOpenSearch, "true"))
+		}
+		if ref := es.CredentialsSecretRef; ref != nil {
+			for _, kv := range [][2]string{
+				{options.EnvElasticsearchUsername, ElasticsearchUsernameKey},
+				{options.EnvElasticsearchPassword, ElasticsearchPasswordKey},
+				{options.EnvElasticsearchAPIKey, ElasticsearchAPIKeyKey},
+			} {
+				env = append(env, secretEnv(kv[0], &corev1.SecretKeySelector{
+					LocalObjectReference: *ref, Key: kv[1], Optional: ptr.To(true)}))
+			}
+		}
+	}
+	if b := ac.Spec.Batch; b.Size != nil {
+		env = append(env, value(options.FlagBatchSize, itoa(*b.Size)))
+	}
+	if b := ac.Spec.Batch; b.MaxWait != nil {
+		env = append(env, value(options.FlagBatchWait, b.MaxWait.Duration.String()))
+	}
+	env = append(env,
+		value(options.FlagLogLevel, logLevel(ac)),
+		value(options.FlagHealthAddr, options.DefaultHealthAddr),
+		value(options.FlagShutdownTimeout, options.DefaultShutdownTimeout.String()),
+	)
+	return env
+}
+
+func startOffset(ac *atlasv1alpha1.AtlasConsumer) string {
+	if StartEarliest(ac) {
+		return string(atlasv1alpha1.StartOffsetEarliest)
+	}
+	return string(atlasv1alpha1.StartOffsetLatest)
+}
+
+// value is the environment variable of a flag.
+func value(flag, v string) corev1.EnvVar {
+	return corev1.EnvVar{Name: flagenv.Name(flag), Value: v}
+}
+
+func secretEnv(name string, ref *corev1.SecretKeySelector) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref.DeepCopy()}}
+}
+
+func volumes(ac *atlasv1alpha1.AtlasConsumer) []corev1.Volume {
+	vols := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	tls := ac.Spec.Kafka.TLS
+	if tls == nil {
+		return vols
+	}
+	var sources []corev1.VolumeProjection
+	add := func(ref *corev1.SecretKeySelector, path string) {
+		if ref == nil {
+			return
+		}
+		sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: ref.LocalObjectReference,
+			Items:                []corev1.KeyToPath{{Key: ref.Key, Path: path}},
+			Optional:             ref.Optional,
+		}})
+	}
+	add(tls.CASecretRef, "ca.crt")
+	add(tls.CertSecretRef, "tls.crt")
+	add(tls.KeySecretRef, "tls.key")
+	if len(sources) > 0 {
+		vols = append(vols, corev1.Volume{Name: kafkaTLSVolume, VolumeSource: corev1.VolumeSource{
+			Projected: &corev1.ProjectedVolumeSource{Sources: sources}}})
+	}
+	return vols
+}
+
+func volumeMounts(ac *atlasv1alpha1.AtlasConsumer) []corev1.VolumeMount {
+	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
+	for _, v := range volumes(ac) {
+		if v.Name == kafkaTLSVolume {
+			mounts = append(mounts, corev1.VolumeMount{Name: kafkaTLSVolume, MountPath: kafkaTLSDir, ReadOnly: true})
+		}
+	}
+	return mounts
+}
