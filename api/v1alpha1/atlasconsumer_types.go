@@ -60,7 +60,7 @@ const (
 type SASLMechanism string
 
 // KafkaSpec says where a consumer reads its events from.
-// +kubebuilder:validation:XValidation:rule="(has(self.groupID) ? self.groupID : ”) == (has(oldSelf.groupID) ? oldSelf.groupID : ”) || (has(self.allowGroupIDChange) && self.allowGroupIDChange)",message="groupID cannot be changed: a new consumer group starts from spec.kafka.startOffset and re-reads or skips events; set allowGroupIDChange: true to change it on purpose"
+// +kubebuilder:validation:XValidation:rule="(has(self.groupID) ? self.groupID == (has(oldSelf.groupID) ? oldSelf.groupID : 'x/none') : !has(oldSelf.groupID)) || (has(self.allowGroupIDChange) && self.allowGroupIDChange)",message="groupID cannot be changed: a new consumer group starts from spec.kafka.startOffset and re-reads or skips events; set allowGroupIDChange: true to change it on purpose"
 type KafkaSpec struct {
 	// bootstrapServers lists the Kafka brokers the consumer first connects to, each as
 	// host:port (for example "kafka-0.kafka.atlas.svc:9092" or "[fd00::1]:9092"). The consumer discovers the
@@ -123,15 +123,15 @@ type KafkaSpec struct {
 type KafkaTLS struct {
 	// caSecretRef selects the PEM CA bundle that signs the brokers' certificates.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="caSecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="caSecretRef needs the name of a Secret and a key in it"
 	CASecretRef *corev1.SecretKeySelector `json:"caSecretRef,omitempty"`
 	// certSecretRef selects the PEM client certificate, for mutual TLS.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="certSecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="certSecretRef needs the name of a Secret and a key in it"
 	CertSecretRef *corev1.SecretKeySelector `json:"certSecretRef,omitempty"`
 	// keySecretRef selects the PEM private key of the client certificate.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="keySecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="keySecretRef needs the name of a Secret and a key in it"
 	KeySecretRef *corev1.SecretKeySelector `json:"keySecretRef,omitempty"`
 }
 
@@ -142,11 +142,11 @@ type KafkaSASL struct {
 	Mechanism SASLMechanism `json:"mechanism"`
 	// usernameSecretRef selects the SASL user name.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="usernameSecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="usernameSecretRef needs the name of a Secret and a key in it"
 	UsernameSecretRef corev1.SecretKeySelector `json:"usernameSecretRef"`
 	// passwordSecretRef selects the SASL password.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="passwordSecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="passwordSecretRef needs the name of a Secret and a key in it"
 	PasswordSecretRef corev1.SecretKeySelector `json:"passwordSecretRef"`
 }
 
@@ -156,7 +156,7 @@ type PostgresSpec struct {
 	// ("postgres://user:password@host:5432/atlas?sslmode=require"). It reaches the pod
 	// as an environment variable from the Secret, never in the pod spec.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != '' && self.key != ''",message="dsnSecretRef needs the name of a Secret and a key in it"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="dsnSecretRef needs the name of a Secret and a key in it"
 	DSNSecretRef corev1.SecretKeySelector `json:"dsnSecretRef"`
 
 	// runMigrations runs `atlas migrate up` in an init container before the consumer
@@ -179,7 +179,7 @@ type ElasticsearchSpec struct {
 	// credentialsSecretRef names a Secret with either the keys "username" and
 	// "password" or the key "apiKey".
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != ''",message="credentialsSecretRef needs the name of a Secret"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="credentialsSecretRef needs the name of a Secret"
 	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
 
 	// index is the alias the indexer writes to (default "atlas-items"); the first start
