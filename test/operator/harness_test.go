@@ -7,6 +7,7 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
@@ -62,6 +65,8 @@ func operatorEnv(t testing.TB) *kube.Env {
 }
 
 func startShared(root string) error {
+	// The operator's own log, errors and warnings only, goes to the test output.
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	env, err := kube.StartEnv(root)
 	if err != nil {
 		return err

@@ -1,0 +1,157 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// TestAutoscalingFollowsLag runs lag-driven scaling against the real broker: lag built
+// up on a 4-partition topic raises the replicas at once, capped at the partition count
+// (ScalingLimited says so); once the group has consumed everything, the replicas fall
+// back to minReplicas only after the stabilization window.
+func TestAutoscalingFollowsLag(t *testing.T) {
+	t.Parallel()
+	env := operatorEnv(t)
+	ctx := context.Background()
+	topic := infra.NewTopic(t, 4)
+	group := infra.NewGroup(t)
+	ns := newNamespace(t, env)
+	dsnSecret(t, env, ns, "pg", dsnValue)
+
+	ac := auditConsumer(ns, "scaled")
+	ac.Spec.Replicas = nil
+	ac.Spec.Kafka = atlasv1alpha1.KafkaSpec{BootstrapServers: infra.KafkaBrokers(t), Topic: topic, GroupID: group}
+	const window = 12 * time.Second
+	ac.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{
+		MinReplicas: ptr.To[int32](1), MaxReplicas: 10, LagPerReplica: 100,
+		PollInterval:           &metav1.Duration{Duration: 5 * time.Second},
+		ScaleDownStabilization: &metav1.Duration{Duration: window},
+	}
+	mustCreate(t, env, ac)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "scaled"}}
+	eventually(t, timeoutCreate, "Deployment at minReplicas on an empty topic", func() error {
+		if err := get(t, env, dep); err != nil {
+			return err
+		}
+		if *dep.Spec.Replicas != 1 {
+			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
+		}
+		return nil
+	})
+
+	// 1,000 records round-robin over 4 partitions: a lag of 1,000 asks for 10 replicas.
+	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	var recs []*kgo.Record
+	for i := range 1000 {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "event %d", i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "scaled up to the partition count", func() error {
+		if err := get(t, env, dep); err != nil {
+			return err
+		}
+		if *dep.Spec.Replicas != 4 {
+			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
+		}
+		return nil
+	})
+	if err := get(t, env, ac); err != nil {
+		t.Fatal(err)
+	}
+	if err := wantCondition(ac, atlasv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, "PartitionLimit", "capped at the topic's 4 partitions"); err != nil {
+		t.Error(err)
+	}
+	if err := wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionTrue, "ValidLag", "lag 1000 over 4 partitions"); err != nil {
+		t.Error(err)
+	}
+	if l := ac.Status.Lag; l == nil || l.Total != 1000 || l.Partitions != 4 || l.LaggingPartitions != 4 || l.Max != 250 || len(l.Top) != 4 {
+		t.Errorf("status.lag = %+v", l)
+	}
+	if ac.Status.DesiredReplicas != 4 || ac.Status.LastScaleTime == nil {
+		t.Errorf("desired %d, lastScaleTime %v", ac.Status.DesiredReplicas, ac.Status.LastScaleTime)
+	}
+	assertEvent(t, env, ns, "scaled", "ScaledUp", "scaled from 1 to 4 replicas: lag 1000 over 4 partitions")
+
+	// The group consumes everything: commit the end offsets.
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := kadm.Offsets{}
+	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(topic, o.Partition, o.Offset, -1) })
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("commit end offsets: %v", err)
+	}
+	drained := time.Now()
+	eventually(t, 20*time.Second, "scale-down deferred by the window", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		return wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionTrue, "ScaleDownStabilized", "lag 0 over 4 partitions; scale down to 1 deferred")
+	})
+	if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 4 {
+		t.Fatalf("replicas fell before the stabilization window ended: %v %v", dep.Spec.Replicas, err)
+	}
+	eventually(t, window+20*time.Second, "scaled down after the window", func() error {
+		if err := get(t, env, dep); err != nil {
+			return err
+		}
+		if *dep.Spec.Replicas != 1 {
+			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
+		}
+		return nil
+	})
+	// The last recommendation of 4 came at most one poll interval before the commit.
+	if elapsed := time.Since(drained); elapsed < window-5*time.Second {
+		t.Errorf("scaled down %s after the lag drained; the window is %s", elapsed, window)
+	}
+	assertEvent(t, env, ns, "scaled", "ScaledDown", "scaled from 4 to 1 replicas")
+}
+
+// TestLagUnavailableKeepsReplicas: when the brokers cannot be reached the lag is not
+// taken for zero: the replicas stay, ScalingActive is False with the reason, and an
+// Event says Kafka is unreachable.
+func TestLagUnavailableKeepsReplicas(t *testing.T) {
+	t.Parallel()
+	env := operatorEnv(t)
+	ns := newNamespace(t, env)
+	dsnSecret(t, env, ns, "pg", dsnValue)
+	ac := auditConsumer(ns, "blind")
+	ac.Spec.Replicas = nil
+	ac.Spec.Kafka.BootstrapServers = []string{"127.0.0.1:1"} // nothing listens there
+	ac.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](2), MaxReplicas: 6,
+		PollInterval: &metav1.Duration{Duration: 5 * time.Second}}
+	mustCreate(t, env, ac)
+	eventually(t, 30*time.Second, "LagUnavailable", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		return wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionFalse, "LagUnavailable", "keeping 2 replicas: the lag could not be read")
+	})
+	assertEvent(t, env, ns, "blind", "KafkaUnreachable", "the lag could not be read")
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "blind"}}
+	if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 2 {
+		t.Fatalf("replicas %v (%v), want minReplicas 2 kept", dep.Spec.Replicas, err)
+	}
+	if ac.Status.Lag != nil {
+		t.Errorf("status.lag = %+v although it could not be read", ac.Status.Lag)
+	}
+}
