@@ -68,21 +68,24 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 		}
 		return nil
 	})
-	if err := get(t, env, ac); err != nil {
-		t.Fatal(err)
-	}
-	if err := wantCondition(ac, atlasv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, "PartitionLimit", "capped at the topic's 4 partitions"); err != nil {
-		t.Error(err)
-	}
-	if err := wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionTrue, "ValidLag", "lag 1000 over 4 partitions"); err != nil {
-		t.Error(err)
-	}
-	if l := ac.Status.Lag; l == nil || l.Total != 1000 || l.Partitions != 4 || l.LaggingPartitions != 4 || l.Max != 250 || len(l.Top) != 4 {
-		t.Errorf("status.lag = %+v", l)
-	}
-	if ac.Status.DesiredReplicas != 4 || ac.Status.LastScaleTime == nil {
-		t.Errorf("desired %d, lastScaleTime %v", ac.Status.DesiredReplicas, ac.Status.LastScaleTime)
-	}
+	eventually(t, 10*time.Second, "status reports the scale-up", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		if err := wantCondition(ac, atlasv1alpha1.ConditionScalingLimited, metav1.ConditionTrue, "PartitionLimit", "capped at the topic's 4 partitions"); err != nil {
+			return err
+		}
+		if err := wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionTrue, "ValidLag", "lag 1000 over 4 partitions"); err != nil {
+			return err
+		}
+		if l := ac.Status.Lag; l == nil || l.Total != 1000 || l.Partitions != 4 || l.LaggingPartitions != 4 || l.Max != 250 || len(l.Top) != 4 {
+			return fmt.Errorf("status.lag = %+v", l)
+		}
+		if ac.Status.DesiredReplicas != 4 || ac.Status.LastScaleTime == nil {
+			return fmt.Errorf("desired %d, lastScaleTime %v", ac.Status.DesiredReplicas, ac.Status.LastScaleTime)
+		}
+		return nil
+	})
 	assertEvent(t, env, ns, "scaled", "ScaledUp", "scaled from 1 to 4 replicas: lag 1000 over 4 partitions")
 
 	// The group consumes everything: commit the end offsets.

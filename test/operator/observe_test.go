@@ -3,10 +3,12 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	lua "github.com/yuin/gopher-lua"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -85,4 +87,70 @@ func reconcileCount(t testing.TB) float64 {
 		}
 	}
 	return n
+}
+
+// assertArgoHealth runs the Argo CD health check shipped in config/argocd on the
+// AtlasConsumer as stored (Argo CD runs it with gopher-lua too) and compares its verdict.
+func assertArgoHealth(t testing.TB, env *kube.Env, ac *atlasv1alpha1.AtlasConsumer, want string) {
+	t.Helper()
+	script, err := os.ReadFile(repoFile(t, "config", "argocd", "atlasconsumer-health.lua"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := get(t, env, ac); err != nil {
+		t.Fatal(err)
+	}
+	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	L := lua.NewState()
+	defer L.Close()
+	L.SetGlobal("obj", toLua(L, obj))
+	fn, err := L.LoadString(string(script))
+	if err != nil {
+		t.Fatalf("load the health check: %v", err)
+	}
+	L.Push(fn)
+	if err := L.PCall(0, 1, nil); err != nil {
+		t.Fatalf("run the health check: %v", err)
+	}
+	hs, ok := L.Get(-1).(*lua.LTable)
+	if !ok {
+		t.Fatalf("the health check returned %v, want a table", L.Get(-1))
+	}
+	status, msg := hs.RawGetString("status").String(), hs.RawGetString("message").String()
+	if status != want {
+		t.Errorf("Argo CD health = %s (%s), want %s", status, msg, want)
+	}
+}
+
+// toLua converts JSON-like Go values to Lua values the way Argo CD does.
+func toLua(L *lua.LState, v any) lua.LValue {
+	switch t := v.(type) {
+	case nil:
+		return lua.LNil
+	case bool:
+		return lua.LBool(t)
+	case string:
+		return lua.LString(t)
+	case int64:
+		return lua.LNumber(t)
+	case float64:
+		return lua.LNumber(t)
+	case map[string]any:
+		tbl := L.NewTable()
+		for k, val := range t {
+			tbl.RawSetString(k, toLua(L, val))
+		}
+		return tbl
+	case []any:
+		tbl := L.NewTable()
+		for _, val := range t {
+			tbl.Append(toLua(L, val))
+		}
+		return tbl
+	default:
+		return lua.LString(fmt.Sprint(t))
+	}
 }

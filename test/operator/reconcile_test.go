@@ -301,6 +301,8 @@ func TestMissingSecretIsReported(t *testing.T) {
 		}
 		return wantCondition(ac, atlasv1alpha1.ConditionStalled, metav1.ConditionTrue, "InvalidReference", `Secret "pg" (key "dsn") does not exist`)
 	})
+	assertKstatus(t, env, ac, "Failed")
+	assertArgoHealth(t, env, ac, "Degraded")
 	assertEvent(t, env, ns, "audit", "InvalidReference", `Secret "pg"`)
 	if err := get(t, env, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a Deployment exists despite the missing Secret: %v", err)
@@ -372,6 +374,7 @@ func TestStatusProgressingThenReady(t *testing.T) {
 		return wantCondition(ac, atlasv1alpha1.ConditionReady, metav1.ConditionFalse, "RollingOut", "")
 	})
 	assertKstatus(t, env, ac, "InProgress")
+	assertArgoHealth(t, env, ac, "Progressing")
 
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
 	if err := get(t, env, dep); err != nil {
@@ -403,6 +406,7 @@ func TestStatusProgressingThenReady(t *testing.T) {
 		return nil
 	})
 	assertKstatus(t, env, ac, "Current")
+	assertArgoHealth(t, env, ac, "Healthy")
 
 	// A rollout past its deadline is Degraded (kstatus: Failed).
 	dep.Status.Conditions = append(dep.Status.Conditions, appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing,
@@ -417,6 +421,7 @@ func TestStatusProgressingThenReady(t *testing.T) {
 		return wantCondition(ac, atlasv1alpha1.ConditionDegraded, metav1.ConditionTrue, "RolloutFailed", "progress deadline")
 	})
 	assertKstatus(t, env, ac, "Failed")
+	assertArgoHealth(t, env, ac, "Degraded")
 }
 
 // TestIdleReconcileSendsNoWrites: reconciling an unchanged AtlasConsumer again (here
@@ -484,6 +489,7 @@ func TestPauseAnnotation(t *testing.T) {
 		}
 		return wantCondition(ac, atlasv1alpha1.ConditionReconciliationPaused, metav1.ConditionTrue, "PausedByAnnotation", "")
 	})
+	assertArgoHealth(t, env, ac, "Suspended")
 	update(t, env, ac, func(ac *atlasv1alpha1.AtlasConsumer) { ac.Spec.Replicas = ptr.To[int32](4) })
 	time.Sleep(2 * time.Second)
 	if err := get(t, env, dep); err != nil {
