@@ -20,10 +20,10 @@ log "step 1/4: envtest control plane (kube-apiserver + etcd)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
 
-log "step 2/4: generated code and manifests, gofmt"
+log "step 2/4: generated code and manifests, the installer (dist/install.yaml), gofmt"
 tree_sum() { find api config -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
 before=$(tree_sum)
-make --no-print-directory generate manifests >/dev/null
+make --no-print-directory generate manifests build-installer >/dev/null
 if [[ $(tree_sum) != "$before" ]]; then
   git --no-pager diff --stat -- api config >&2 || true
   die "generated code or manifests were out of date (now regenerated): review and commit them"
