@@ -66,7 +66,8 @@ type Reconciler struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 
-	scaler *autoscaler
+	scaler  *autoscaler
+	secrets secretCache
 }
 
 // Reconcile brings one AtlasConsumer's objects to what its spec says, in short steps:
@@ -88,7 +89,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, r.writeStatus(ctx, ac, pausedStatus(ac))
 	}
 
-	secrets, err := readSecrets(ctx, r.APIReader, ac)
+	secrets, err := r.secrets.readSecrets(ctx, r.Client, r.APIReader, ac)
 	if invalid := (*invalidReferenceError)(nil); errors.As(err, &invalid) {
 		return ctrl.Result{}, r.stall(ctx, ac, ReasonInvalidReference, invalid.Error())
 	}

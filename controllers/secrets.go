@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
@@ -43,32 +46,74 @@ type invalidReferenceError struct{ msg string }
 
 func (e *invalidReferenceError) Error() string { return e.msg }
 
-// readSecrets reads every referenced Secret key. Secrets are read from the API server,
-// not from a cache: the operator caches only Secrets' metadata (to notice changes), so
-// it never holds every Secret of the cluster in memory.
-func readSecrets(ctx context.Context, reader client.Reader, ac *atlasv1alpha1.AtlasConsumer) (secretValues, error) {
-	values := secretValues{}
-	secrets := map[string]*corev1.Secret{}
-	for _, ref := range workload.SecretRefs(ac) {
-		s, seen := secrets[ref.Name]
-		if !seen {
-			s = &corev1.Secret{}
-			err := reader.Get(ctx, client.ObjectKey{Namespace: ac.Namespace, Name: ref.Name}, s)
-			switch {
-			case apierrors.IsNotFound(err):
-				s = nil
-			case err != nil:
-				return nil, fmt.Errorf("read Secret %s: %w", ref.Name, err)
-			}
-			secrets[ref.Name] = s
+// secretCache keeps the data of the Secrets AtlasConsumers reference, by
+// resourceVersion. The manager caches only Secrets' metadata (so it never holds every
+// Secret of the cluster in memory); the data of a referenced Secret is read from the
+// API server once per resourceVersion, which keeps idle reconciles free of requests.
+type secretCache struct {
+	mu      sync.Mutex
+	entries map[types.NamespacedName]cachedSecret
+}
+
+type cachedSecret struct {
+	resourceVersion string
+	data            map[string][]byte
+}
+
+// get returns the Secret's data, or nil when it does not exist.
+func (c *secretCache) get(ctx context.Context, cached, api client.Reader, key types.NamespacedName) (map[string][]byte, error) {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := cached.Get(ctx, key, meta)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read Secret %s metadata: %w", key.Name, err)
+	}
+	c.mu.Lock()
+	entry, ok := c.entries[key]
+	c.mu.Unlock()
+	if err == nil && ok && entry.resourceVersion == meta.ResourceVersion {
+		return entry.data, nil
+	}
+	// Not cached, changed, or not (yet) in the metadata cache: ask the API server.
+	s := &corev1.Secret{}
+	if err := api.Get(ctx, key, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.mu.Lock()
+			delete(c.entries, key)
+			c.mu.Unlock()
+			return nil, nil
 		}
-		if s == nil {
+		return nil, fmt.Errorf("read Secret %s: %w", key.Name, err)
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[types.NamespacedName]cachedSecret{}
+	}
+	c.entries[key] = cachedSecret{resourceVersion: s.ResourceVersion, data: s.Data}
+	c.mu.Unlock()
+	return s.Data, nil
+}
+
+// readSecrets reads every referenced Secret key.
+func (c *secretCache) readSecrets(ctx context.Context, cached, api client.Reader, ac *atlasv1alpha1.AtlasConsumer) (secretValues, error) {
+	values := secretValues{}
+	secrets := map[string]map[string][]byte{}
+	for _, ref := range workload.SecretRefs(ac) {
+		data, seen := secrets[ref.Name]
+		if !seen {
+			var err error
+			if data, err = c.get(ctx, cached, api, types.NamespacedName{Namespace: ac.Namespace, Name: ref.Name}); err != nil {
+				return nil, err
+			}
+			secrets[ref.Name] = data
+		}
+		if data == nil {
 			if ref.Optional {
 				continue
 			}
 			return nil, &invalidReferenceError{fmt.Sprintf("Secret %q (key %q) does not exist in namespace %s", ref.Name, ref.Key, ac.Namespace)}
 		}
-		val, ok := s.Data[ref.Key]
+		val, ok := data[ref.Key]
 		if !ok {
 			if ref.Optional {
 				continue
