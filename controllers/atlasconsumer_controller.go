@@ -110,14 +110,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	cfg := workload.Config{Image: r.Image, Replicas: replicas, SecretChecksum: secrets.checksum(workload.SecretRefs(ac))}
 
 	dep, err := r.ensureDeployment(ctx, ac, cfg, current.deployment)
+	if err == nil {
+		err = r.ensureService(ctx, ac, current.service)
+	}
+	if err == nil {
+		err = r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb)
+	}
+	if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
+		return ctrl.Result{RequeueAfter: time.Minute}, r.stall(ctx, ac, ReasonNameConflict, conflict.Error())
+	}
 	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensureService(ctx, ac, current.service); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb); err != nil {
-		return ctrl.Result{}, err
+		// Say so in the status too; the error requeues with backoff.
+		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, ac, applyFailedStatus(ac, err)))
 	}
 
 	obs := observed{desired: replicas, deployment: dep, scale: scale}
@@ -140,8 +144,8 @@ type owned struct {
 	pdb        *policyv1.PodDisruptionBudget
 }
 
-// observeOwned reads the consumer's objects and makes sure each name is free or owned
-// by this AtlasConsumer.
+// observeOwned reads the consumer's objects and makes sure the names of the Deployment
+// and Service are free or owned by this AtlasConsumer.
 func (r *Reconciler) observeOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer) (owned, error) {
 	var o owned
 	dep, svc, pdb := &appsv1.Deployment{}, &corev1.Service{}, &policyv1.PodDisruptionBudget{}
@@ -157,7 +161,8 @@ func (r *Reconciler) observeOwned(ctx context.Context, ac *atlasv1alpha1.AtlasCo
 	} else if found {
 		o.service = svc
 	}
-	if found, err = r.getOwned(ctx, ac, "PodDisruptionBudget", workload.DeploymentName(ac), pdb); err != nil {
+	// The budget exists only above one replica: its name is checked when it is created.
+	if found, err = getOwned(ctx, r.Client, ac, "PodDisruptionBudget", workload.DeploymentName(ac), pdb); err != nil {
 		return o, err
 	} else if found {
 		o.pdb = pdb
@@ -165,9 +170,9 @@ func (r *Reconciler) observeOwned(ctx context.Context, ac *atlasv1alpha1.AtlasCo
 	return o, nil
 }
 
-// getOwned looks in the cache first; the cache holds only the operator's own objects
-// (by label), so a name missing there is looked up on the API server before it is
-// taken.
+// getOwned looks in the cache first. The cache holds only objects with the operator's
+// label, so a name missing there is looked up on the API server before the operator
+// takes it (once: after the apply the object is in the cache).
 func (r *Reconciler) getOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, kind, name string, obj client.Object) (bool, error) {
 	found, err := getOwned(ctx, r.Client, ac, kind, name, obj)
 	if found || err != nil {
@@ -274,6 +279,11 @@ func (r *Reconciler) ensurePodDisruptionBudget(ctx context.Context, ac *atlasv1a
 	desired := workload.PodDisruptionBudget(ac)
 	if err := prepare(ac, desired, r.Scheme); err != nil {
 		return fmt.Errorf("ensure PodDisruptionBudget: %w", err)
+	}
+	if existing == nil {
+		if _, err := getOwned(ctx, r.APIReader, ac, "PodDisruptionBudget", desired.Name, &policyv1.PodDisruptionBudget{}); err != nil {
+			return err
+		}
 	}
 	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*policyv1.PodDisruptionBudget).Spec }) {
 		return nil

@@ -29,6 +29,7 @@ const (
 	ReasonNotPaused          = "NotPaused"
 	ReasonAutoscalingOff     = "AutoscalingDisabled"
 	ReasonDeploymentNotFound = "DeploymentNotFound"
+	ReasonApplyFailed        = "ApplyFailed"
 )
 
 // setCondition sets a condition; its transition time changes only with its status.
@@ -61,6 +62,23 @@ func stalledStatus(ac *atlasv1alpha1.AtlasConsumer, reason, msg string) atlasv1a
 	st.Selector = workload.Selector(ac)
 	meta.RemoveStatusCondition(&st.Conditions, atlasv1alpha1.ConditionReconciliationPaused)
 	setHealth(&st, ac.Generation, false, false, true, reason, msg)
+	return st
+}
+
+// applyFailedStatus reports an object the API server refused; the operator retries, so
+// the consumer is Degraded but not Stalled.
+func applyFailedStatus(ac *atlasv1alpha1.AtlasConsumer, err error) atlasv1alpha1.AtlasConsumerStatus {
+	st := *ac.Status.DeepCopy()
+	st.ObservedGeneration = ac.Generation
+	st.GroupID = workload.GroupID(ac)
+	st.Selector = workload.Selector(ac)
+	meta.RemoveStatusCondition(&st.Conditions, atlasv1alpha1.ConditionReconciliationPaused)
+	msg := "retrying: " + err.Error()
+	setCondition(&st, ac.Generation, atlasv1alpha1.ConditionReady, false, ReasonApplyFailed, msg)
+	setCondition(&st, ac.Generation, atlasv1alpha1.ConditionProgressing, true, ReasonApplyFailed, msg)
+	setCondition(&st, ac.Generation, atlasv1alpha1.ConditionReconciling, true, ReasonApplyFailed, msg)
+	setCondition(&st, ac.Generation, atlasv1alpha1.ConditionDegraded, true, ReasonApplyFailed, msg)
+	setCondition(&st, ac.Generation, atlasv1alpha1.ConditionStalled, false, ReasonApplyFailed, msg)
 	return st
 }
 

@@ -10,7 +10,9 @@ import (
 )
 
 // Service is the consumer's metrics Service: port "http-metrics" serves /metrics of
-// every pod (a ServiceMonitor selects it by the consumer's labels).
+// every pod (a ServiceMonitor selects it by the consumer's labels). It is headless:
+// scrapers address pods, not a virtual IP, and a cluster with thousands of consumers
+// does not run out of service IPs.
 func Service(ac *atlasv1alpha1.AtlasConsumer) *corev1.Service {
 	return &corev1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
@@ -20,8 +22,9 @@ func Service(ac *atlasv1alpha1.AtlasConsumer) *corev1.Service {
 			Labels:    Labels(ac),
 		},
 		Spec: corev1.ServiceSpec{
-			Type:     corev1.ServiceTypeClusterIP,
-			Selector: SelectorLabels(ac),
+			Type:      corev1.ServiceTypeClusterIP,
+			ClusterIP: corev1.ClusterIPNone,
+			Selector:  SelectorLabels(ac),
 			Ports: []corev1.ServicePort{{
 				Name:       MetricsPortName,
 				Port:       MetricsPort,

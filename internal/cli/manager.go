@@ -17,6 +17,8 @@ import (
 func newManagerCommand() *cobra.Command {
 	opts := operator.Options{}
 	var kubeconfig, logLevel string
+	var qps float32
+	var burst int
 	cmd := &cobra.Command{
 		Use:   "manager",
 		Short: "Run the operator: reconcile AtlasConsumer resources into consumer Deployments",
@@ -36,6 +38,7 @@ It reaches the cluster from inside a pod, or with --kubeconfig / KUBECONFIG / ~/
 			if err != nil {
 				return err
 			}
+			cfg.QPS, cfg.Burst = qps, burst
 			if opts.LeaderElection && opts.LeaderElectionNamespace == "" {
 				opts.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
 			}
@@ -61,6 +64,8 @@ It reaches the cluster from inside a pod, or with --kubeconfig / KUBECONFIG / ~/
 	fs.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace, from POD_NAMESPACE)")
 	fs.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", 4, "AtlasConsumers reconciled at once")
 	fs.DurationVar(&opts.LagTimeout, "lag-timeout", 10*time.Second, "time allowed for one read of a consumer group's lag")
+	fs.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the Kubernetes API server (client-side limit)")
+	fs.IntVar(&burst, "kube-api-burst", 100, "burst of requests to the Kubernetes API server above --kube-api-qps")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -31,33 +31,8 @@ import (
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// atlasBinary builds the atlas binary once per test process.
-func atlasBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "atlas-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "atlas")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
-		cmd.Dir = infra.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
+// atlasBinary is the atlas binary the tests run.
+func atlasBinary(t testing.TB) string { return infra.AtlasBinary(t) }
 
 // setup is one test's topic, dead-letter topic and database.
 type setup struct {

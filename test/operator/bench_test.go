@@ -1,0 +1,335 @@
+package operator_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+	"github.com/atlas-platform/atlas-operator/test/kube"
+)
+
+// BenchmarkOperator500 runs the real `atlas manager` binary against its own envtest API
+// server and creates 500 AtlasConsumers at once. It prints the time from an
+// AtlasConsumer's creation to its Deployment's appearance (p50, p99), reconciles per
+// second while the 500 settle, the write requests per AtlasConsumer, and the manager's
+// resident memory. ATLAS_BENCH_CONSUMERS changes the count.
+func BenchmarkOperator500(b *testing.B) {
+	count := 500
+	if v := os.Getenv("ATLAS_BENCH_CONSUMERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("ATLAS_BENCH_CONSUMERS=%q", v)
+		}
+		count = n
+	}
+	env := kube.Start(b)
+	ctx := context.Background()
+	metricsAddr, probeAddr := freeAddr(b), freeAddr(b)
+	mgr := startManagerProcess(b, env, metricsAddr, probeAddr)
+	waitOK(b, "http://"+probeAddr+"/readyz") // caches synced, controller started
+
+	ns := "bench"
+	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		b.Fatal(err)
+	}
+	dsnSecret(b, env, ns, "pg", dsnValue)
+
+	// Watch Deployments appear.
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := cs.AppsV1().Deployments(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	created := map[string]time.Time{}
+	appeared := map[string]time.Time{}
+	allAppeared := make(chan struct{})
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added {
+				continue
+			}
+			dep, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			appeared[dep.Name] = time.Now()
+			if len(appeared) == count {
+				close(allAppeared)
+			}
+			mu.Unlock()
+		}
+	}()
+
+	before := scrape(b, metricsAddr)
+	creator := benchClient(b, env)
+	b.ResetTimer()
+	start := time.Now()
+	names := make(chan string)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range names {
+				ac := auditConsumer(ns, name)
+				t0 := time.Now()
+				if err := creator.Create(ctx, ac); err != nil {
+					b.Errorf("create %s: %v", name, err)
+					continue
+				}
+				mu.Lock()
+				created[name] = t0
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range count {
+		names <- fmt.Sprintf("consumer-%03d", i)
+	}
+	close(names)
+	wg.Wait()
+	createdIn := time.Since(start)
+	select {
+	case <-allAppeared:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("only %d of %d Deployments after 10 minutes", len(appeared), count)
+	}
+	deployments := time.Since(start)
+	// Settled: every AtlasConsumer has a status for its generation.
+	settled := waitSettled(b, creator, ns, count)
+	b.StopTimer()
+	after := scrape(b, metricsAddr)
+
+	var latencies []time.Duration
+	mu.Lock()
+	for name, t0 := range created {
+		latencies = append(latencies, appeared[name].Sub(t0))
+	}
+	mu.Unlock()
+	slices.Sort(latencies)
+	p50, p99 := latencies[len(latencies)/2], latencies[len(latencies)*99/100]
+	reconciles := after.counter("controller_runtime_reconcile_total", "controller", "atlasconsumer") -
+		before.counter("controller_runtime_reconcile_total", "controller", "atlasconsumer")
+	writes := 0.0
+	for _, verb := range []string{"POST", "PATCH", "PUT", "DELETE"} {
+		writes += after.counter("rest_client_requests_total", "method", verb) - before.counter("rest_client_requests_total", "method", verb)
+	}
+	rss, peak := processMemory(b, mgr.Process.Pid)
+
+	b.ReportMetric(p50.Seconds()*1000, "create-to-deployment-p50-ms")
+	b.ReportMetric(p99.Seconds()*1000, "create-to-deployment-p99-ms")
+	b.ReportMetric(reconciles/settled.Seconds(), "reconciles/s")
+	b.ReportMetric(writes/float64(count), "writes/consumer")
+	b.ReportMetric(float64(rss)/(1<<20), "manager-rss-MiB")
+	b.ReportMetric(float64(peak)/(1<<20), "manager-peak-rss-MiB")
+	fmt.Printf("operator: %d AtlasConsumers created in %s: all Deployments after %s, all statuses after %s; create->Deployment p50 %s p99 %s; "+
+		"%.0f reconciles (%.1f/s), %.1f write requests per consumer; manager RSS %.0f MiB (peak %.0f MiB)\n",
+		count, createdIn.Round(time.Millisecond), deployments.Round(time.Millisecond), settled.Round(time.Millisecond), p50.Round(time.Millisecond), p99.Round(time.Millisecond),
+		reconciles, reconciles/settled.Seconds(), writes/float64(count), float64(rss)/(1<<20), float64(peak)/(1<<20))
+}
+
+// benchClient is a client without client-side rate limiting, so creating the 500 is
+// not what is measured.
+func benchClient(b *testing.B, env *kube.Env) client.Client {
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 1000, 2000
+	c, err := client.New(&cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// waitSettled waits until every AtlasConsumer of ns reports a status for its generation
+// and returns the time since the benchmark timer started.
+func waitSettled(b *testing.B, c client.Client, ns string, count int) time.Duration {
+	start := time.Now().Add(-b.Elapsed())
+	deadline := time.Now().Add(settleTimeout())
+	for time.Now().Before(deadline) {
+		var list atlasv1alpha1.AtlasConsumerList
+		if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			b.Fatal(err)
+		}
+		done := 0
+		for _, ac := range list.Items {
+			if ac.Status.ObservedGeneration == ac.Generation && len(ac.Status.Conditions) > 0 {
+				done++
+			}
+		}
+		if done == count {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var list atlasv1alpha1.AtlasConsumerList
+	_ = c.List(context.Background(), &list, client.InNamespace(ns))
+	for _, ac := range list.Items {
+		if ac.Status.ObservedGeneration != ac.Generation || len(ac.Status.Conditions) == 0 {
+			b.Fatalf("not every AtlasConsumer has a status after 10 minutes; %s (generation %d) has %+v", ac.Name, ac.Generation, ac.Status)
+		}
+	}
+	b.Fatalf("not every AtlasConsumer has a status after 10 minutes")
+	return 0
+}
+
+// startManagerProcess runs `atlas manager` against the envtest API server with a plain
+// HTTP metrics endpoint.
+func startManagerProcess(b *testing.B, env *kube.Env, metricsAddr, probeAddr string) *exec.Cmd {
+	bin := infra.AtlasBinary(b)
+	user, err := env.Env.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "manager", "--kubeconfig", path, "--consumer-image", testImage,
+		"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--log-level", benchLogLevel())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitOK(b *testing.B, url string) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("%s did not answer 200 within 30s", url)
+}
+
+// metricSamples is one scrape of a Prometheus endpoint, by metric name.
+type metricSamples map[string]model.Vector
+
+func scrape(b *testing.B, addr string) metricSamples {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := expfmt.SampleDecoder{Dec: expfmt.NewDecoder(resp.Body, expfmt.NewFormat(expfmt.TypeTextPlain)), Opts: &expfmt.DecodeOptions{Timestamp: model.Now()}}
+	out := metricSamples{}
+	for {
+		var v model.Vector
+		if err := dec.Decode(&v); err != nil {
+			break
+		}
+		for _, s := range v {
+			name := string(s.Metric[model.MetricNameLabel])
+			out[name] = append(out[name], s)
+		}
+	}
+	return out
+}
+
+// counter sums the samples of a metric whose label has the value.
+func (m metricSamples) counter(name, label, value string) float64 {
+	var sum float64
+	for _, s := range m[name] {
+		if string(s.Metric[model.LabelName(label)]) == value {
+			sum += float64(s.Value)
+		}
+	}
+	return sum
+}
+
+// processMemory reads a process's resident and peak resident memory in bytes.
+func processMemory(b *testing.B, pid int) (rss, peak int64) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fields[1], 10, 64)
+		switch fields[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+// benchLogLevel is the manager's log level: ATLAS_BENCH_LOG_LEVEL, or warn.
+func benchLogLevel() string {
+	if v := os.Getenv("ATLAS_BENCH_LOG_LEVEL"); v != "" {
+		return v
+	}
+	return "warn"
+}
+
+func settleTimeout() time.Duration {
+	if v, err := time.ParseDuration(os.Getenv("ATLAS_BENCH_SETTLE_TIMEOUT")); err == nil {
+		return v
+	}
+	return 10 * time.Minute
+}
