@@ -34,6 +34,9 @@ It reaches the cluster from inside a pod, or with --kubeconfig / KUBECONFIG / ~/
 				return err
 			}
 			ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+			if err := opts.Validate(); err != nil {
+				return err
+			}
 			cfg, err := restConfig(kubeconfig)
 			if err != nil {
 				return err
