@@ -69,6 +69,9 @@ type Sink struct {
 	log       *slog.Logger
 	skipped   prometheus.Counter
 	lastPrune time.Time
+	// lastApplied are the event ids the latest batch recorded, which a plan prepared
+	// meanwhile could not see yet.
+	lastApplied map[uuid.UUID]bool
 
 	indexed, deleted, conflicts, duplicates, reads, retries prometheus.Counter
 	bulkSeconds                                             prometheus.Histogram
@@ -104,49 +107,76 @@ func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog
 // Name implements runner.Sink.
 func (s *Sink) Name() string { return DependencySearch }
 
-// Apply implements runner.Sink: drop what is not an item event or was already applied,
-// read every touched item once, write each item's current state once, and only then
-// record the events as applied.
-func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
-	t0 := time.Now()
-	fresh, err := s.freshItemEvents(ctx, msgs)
-	if err != nil || len(fresh) == 0 {
-		return nil, err
+// plan is a batch's read-only work: the item events not applied before, grouped by
+// item, and the items' current state. Prepare makes it ahead of time, while the previous
+// batch is still being written.
+type plan struct {
+	fresh  []runner.Message
+	byItem map[uuid.UUID][]runner.Message
+	ids    []uuid.UUID
+	items  map[uuid.UUID]*Item
+	// skipped counts the batch's other events, duplicates its repeated or already
+	// applied ones; they are counted when the batch is applied.
+	skipped, duplicates int
+	// read is when the plan was made, dedupe and read its two queries' durations.
+	dedupe, read time.Duration
+}
+
+// Prepare implements runner.Preparer: it makes the batch's plan while the previous batch
+// is written. A failure is not an error: ApplyPrepared then makes the plan itself.
+func (s *Sink) Prepare(ctx context.Context, msgs []runner.Message) any {
+	p, err := s.plan(ctx, msgs)
+	if err != nil {
+		s.log.Debug("preparing a batch failed; it will be read when applied", "error", err)
+		return nil
 	}
-	byItem := map[uuid.UUID][]runner.Message{}
-	var ids []uuid.UUID
-	for _, m := range fresh {
-		id := m.Event.Entity.ID
-		if _, seen := byItem[id]; !seen {
-			ids = append(ids, id)
+	return p
+}
+
+// Apply implements runner.Sink.
+func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
+	return s.ApplyPrepared(ctx, msgs, nil)
+}
+
+// ApplyPrepared implements runner.Preparer: drop what is not an item event or was
+// already applied, read every touched item once, write each item's current state once,
+// and only then record the events as applied.
+func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepared any) ([]runner.Rejection, error) {
+	t0 := time.Now()
+	p, ok := prepared.(*plan)
+	if ok && p != nil {
+		// The previous batch was applied while this plan was made: drop what it did.
+		p.dropApplied(s.lastApplied)
+	} else {
+		var err error
+		if p, err = s.plan(ctx, msgs); err != nil {
+			return nil, err
 		}
-		byItem[id] = append(byItem[id], m)
+	}
+	s.skipped.Add(float64(p.skipped))
+	s.duplicates.Add(float64(p.duplicates))
+	if len(p.fresh) == 0 {
+		return nil, nil
+	}
+	ops := make([]op, len(p.ids))
+	for i, id := range p.ids {
+		ops[i] = opFor(id, p.items[id])
 	}
 	t1 := time.Now()
-	s.reads.Inc()
-	items, err := s.store.items(ctx, ids)
-	if err != nil {
-		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
-	}
-	ops := make([]op, len(ids))
-	for i, id := range ids {
-		ops[i] = opFor(id, items[id])
-	}
-	t2 := time.Now()
 	failed, err := s.write(ctx, ops)
 	if err != nil {
 		return nil, err
 	}
-	t3 := time.Now()
+	t2 := time.Now()
 	var rejections []runner.Rejection
 	for id, reason := range failed {
-		for _, m := range byItem[id] {
+		for _, m := range p.byItem[id] {
 			rejections = append(rejections, runner.Rejection{Record: m.Record, Event: m.Event, Kind: KindIndexRejected,
 				Reason: "the search server refused item " + id.String() + ": " + reason})
 		}
 	}
-	done := make([]uuid.UUID, 0, len(fresh))
-	for _, m := range fresh {
+	done := make([]uuid.UUID, 0, len(p.fresh))
+	for _, m := range p.fresh {
 		if _, bad := failed[m.Event.Entity.ID]; !bad {
 			done = append(done, m.Event.EventID)
 		}
@@ -154,10 +184,14 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 	if err := s.store.markProcessed(ctx, done); err != nil {
 		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
 	}
+	s.lastApplied = make(map[uuid.UUID]bool, len(done))
+	for _, id := range done {
+		s.lastApplied[id] = true
+	}
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(fresh), "items", len(ids),
-			"dedupe", t1.Sub(t0).String(), "read", t2.Sub(t1).String(), "bulk", t3.Sub(t2).String(), "record", time.Since(t3).String())
-		for _, m := range fresh {
+		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(p.fresh), "items", len(p.ids), "prepared", ok && prepared != nil,
+			"dedupe", p.dedupe.String(), "read", p.read.String(), "plan", t1.Sub(t0).String(), "bulk", t2.Sub(t1).String(), "record", time.Since(t2).String())
+		for _, m := range p.fresh {
 			s.log.Debug("indexed", "event_id", m.Event.EventID, "trace_id", m.Event.Trace(), "event_type", m.Event.EventType, "item_id", m.Event.Entity.ID)
 		}
 	}
@@ -165,40 +199,84 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 	return rejections, nil
 }
 
-// freshItemEvents keeps the item events of the batch that were not applied before.
-func (s *Sink) freshItemEvents(ctx context.Context, msgs []runner.Message) ([]runner.Message, error) {
+// plan keeps the item events of the batch that were not applied before, and reads
+// every item they touch, once.
+func (s *Sink) plan(ctx context.Context, msgs []runner.Message) (*plan, error) {
+	p := &plan{byItem: map[uuid.UUID][]runner.Message{}}
 	var items []runner.Message
-	var ids []uuid.UUID
+	var eventIDs []uuid.UUID
 	inBatch := map[uuid.UUID]bool{}
 	for _, m := range msgs {
 		if !Handles(m.Event.EventType) || m.Event.Version > event.CurrentVersion {
-			s.skipped.Inc()
+			p.skipped++
 			continue
 		}
 		if inBatch[m.Event.EventID] {
-			s.duplicates.Inc()
+			p.duplicates++
 			continue
 		}
 		inBatch[m.Event.EventID] = true
 		items = append(items, m)
-		ids = append(ids, m.Event.EventID)
+		eventIDs = append(eventIDs, m.Event.EventID)
 	}
 	if len(items) == 0 {
-		return nil, nil
+		return p, nil
 	}
-	done, err := s.store.processed(ctx, ids)
+	t0 := time.Now()
+	done, err := s.store.processed(ctx, eventIDs)
 	if err != nil {
 		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
 	}
-	fresh := items[:0]
 	for _, m := range items {
 		if done[m.Event.EventID] {
-			s.duplicates.Inc()
+			p.duplicates++
+			continue
+		}
+		p.fresh = append(p.fresh, m)
+		id := m.Event.Entity.ID
+		if _, seen := p.byItem[id]; !seen {
+			p.ids = append(p.ids, id)
+		}
+		p.byItem[id] = append(p.byItem[id], m)
+	}
+	t1 := time.Now()
+	p.dedupe = t1.Sub(t0)
+	if len(p.ids) > 0 {
+		s.reads.Inc()
+		if p.items, err = s.store.items(ctx, p.ids); err != nil {
+			return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
+		}
+	}
+	p.read = time.Since(t1)
+	return p, nil
+}
+
+// dropApplied removes the events recorded as applied since the plan was made, and the
+// items no event is left for.
+func (p *plan) dropApplied(applied map[uuid.UUID]bool) {
+	if len(applied) == 0 {
+		return
+	}
+	fresh := p.fresh[:0]
+	for _, m := range p.fresh {
+		if applied[m.Event.EventID] {
+			p.duplicates++
 			continue
 		}
 		fresh = append(fresh, m)
 	}
-	return fresh, nil
+	p.fresh = fresh
+	byItem := map[uuid.UUID][]runner.Message{}
+	for _, m := range fresh {
+		byItem[m.Event.Entity.ID] = append(byItem[m.Event.Entity.ID], m)
+	}
+	ids := p.ids[:0]
+	for _, id := range p.ids {
+		if len(byItem[id]) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	p.ids, p.byItem = ids, byItem
 }
 
 // write sends the operations, retrying the ones the server could not take yet (429,

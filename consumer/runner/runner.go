@@ -61,6 +61,14 @@ type Sink interface {
 	Apply(ctx context.Context, msgs []Message) ([]Rejection, error)
 }
 
+// Preparer is a Sink that does a batch's read-only work ahead of time: Prepare runs
+// while the previous batch is being applied, and ApplyPrepared starts from its result
+// (nil when it failed). Retries of a failed batch use Apply.
+type Preparer interface {
+	Prepare(ctx context.Context, msgs []Message) any
+	ApplyPrepared(ctx context.Context, msgs []Message, prepared any) ([]Rejection, error)
+}
+
 // DependencyError says which dependency a sink failure came from, when a sink has more
 // than one (readiness and the retry metrics name it).
 type DependencyError struct {
@@ -336,6 +344,8 @@ type batch struct {
 	records  []*kgo.Record
 	msgs     []Message
 	rejected []Rejection
+	// prepared is the sink's work done ahead (Preparer).
+	prepared any
 	start    time.Time
 	decode   time.Duration
 }
@@ -356,7 +366,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 				r.client.AllowRebalance()
 				continue
 			}
-			cur = r.prepare(records)
+			cur = r.prepare(ctx, records)
 		}
 		errc := make(chan error, 1)
 		finished := make(chan struct{})
@@ -375,7 +385,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 				}
 			}()
 			if records := r.poll(pctx, false); len(records) > 0 {
-				next = r.prepare(records)
+				next = r.prepare(ctx, records)
 			}
 			cancel()
 		}
@@ -394,12 +404,15 @@ func (r *Runner) loop(ctx, work context.Context) error {
 	}
 }
 
-// prepare decodes a polled batch.
-func (r *Runner) prepare(records []*kgo.Record) *batch {
+// prepare decodes a polled batch and lets a Preparer sink start on it.
+func (r *Runner) prepare(ctx context.Context, records []*kgo.Record) *batch {
 	b := &batch{records: records, start: time.Now()}
 	r.metrics.Consumed.Add(float64(len(records)))
 	r.metrics.BatchSize.Observe(float64(len(records)))
 	b.msgs, b.rejected = r.classify(records)
+	if p, ok := r.sink.(Preparer); ok && len(b.msgs) > 0 {
+		b.prepared = p.Prepare(ctx, b.msgs)
+	}
 	b.decode = time.Since(b.start)
 	return b
 }
@@ -420,8 +433,16 @@ func (r *Runner) finish(ctx context.Context, b *batch) error {
 			failing[dep] = true
 			r.onRetry(dep)(attempt, err, wait)
 		}
+		prepared := b.prepared
 		err := backoff.Retry(ctx, r.cfg.Backoff, onRetry, func(ctx context.Context) error {
-			rj, err := r.sink.Apply(ctx, b.msgs)
+			var rj []Rejection
+			var err error
+			if p, ok := r.sink.(Preparer); ok && prepared != nil {
+				rj, err = p.ApplyPrepared(ctx, b.msgs, prepared)
+				prepared = nil // a retry starts over
+			} else {
+				rj, err = r.sink.Apply(ctx, b.msgs)
+			}
 			if err != nil {
 				return err
 			}
