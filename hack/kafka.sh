@@ -70,7 +70,15 @@ PROPS
     "-Dlog4j2.configurationFile=$dir/log4j2.properties" -cp "$cp")
   if [[ $restart == false ]]; then
     local cluster_id
-    cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+    # Like Kafka's own random-uuid: base64url, never starting with '-' (which the
+    # storage tool would read as an option: one id in 64 did, and the broker never started).
+    cluster_id=$(python3 -c '
+import base64, uuid
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cid.startswith("-"):
+        print(cid)
+        break')
     java "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
       { cat "$dir/format.log" >&2; die "kafka: formatting storage failed"; }
   fi
