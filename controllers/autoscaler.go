@@ -231,9 +231,6 @@ func (a *autoscaler) decide(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer
 		Now: now, Current: current, Suspended: ac.Spec.Suspend, Policy: pol,
 		Lag: st.lag, LagErr: st.lagErr, Previous: st.previous, History: st.history,
 	}
-	if !ac.Spec.Suspend && st.polledAt.IsZero() {
-		in.LagErr = fmt.Errorf("not measured yet")
-	}
 	res.decision = scaling.Decide(in)
 	if !ac.Spec.Suspend {
 		st.history = res.decision.History
