@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `make demo`: the local, embedded default stack on this machine.
-#   hack/demo.sh        start PostgreSQL, an embedded Kafka broker (kfake), OpenSearch and a
-#                       Kubernetes API server with the AtlasConsumer CRD, publish generated
-#                       events, report what is up, and run until Ctrl-C
+#   hack/demo.sh        start PostgreSQL (migrated), an embedded Kafka broker (kfake), OpenSearch
+#                       and a Kubernetes API server with the AtlasConsumer CRD, run the operator
+#                       against it, apply config/samples, publish generated events, report what
+#                       is up, and run until Ctrl-C
 #   hack/demo.sh down   stop what a demo left running
 # DEMO_ONCE=1 reports and stops instead of waiting for Ctrl-C.
-# The operator and consumers join this stack as their issues land.
+# Running the consumer Deployments' pods on this machine is the demo issue's next step.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ state="${ATLAS_DEMO_DIR:-${TMPDIR:-/tmp}/atlas-demo}"
 stop_all() {
   [[ -d $state ]] || return 0
   local f
-  for f in "$state"/kafka.pid "$state"/kube.pid; do
+  for f in "$state"/manager.pid "$state"/kafka.pid "$state"/kube.pid; do
     [[ -f $f ]] && stop_pid "$(cat "$f")" "$(basename "$f" .pid)" && rm -f "$f"
   done
   hack/opensearch.sh stop "$state/opensearch"
@@ -41,12 +42,12 @@ trap 'trap - EXIT; trap "" INT TERM; log "stopping the demo stack"; stop_all' EX
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "1/5 control-plane binaries (the first run builds them: ~12 minutes, cached afterwards)"
+log "1/6 control-plane binaries (the first run builds them: ~12 minutes, cached afterwards)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
 [[ -x bin/atlas ]] || make --no-print-directory build
 
-log "2/5 starting PostgreSQL, embedded Kafka, OpenSearch and the Kubernetes API"
+log "2/6 starting PostgreSQL, embedded Kafka, OpenSearch and the Kubernetes API"
 pg_url=$(hack/postgres.sh start "$state/postgres")
 search_url=$(hack/opensearch.sh start "$state/opensearch")
 kafka_port=$(free_port)
@@ -59,11 +60,49 @@ wait_port 127.0.0.1 "$kafka_port" 30 || die "embedded kafka did not start: $(cat
 for _ in $(seq 1 600); do [[ -s $state/kubeconfig ]] && break; sleep 0.1; done
 [[ -s $state/kubeconfig ]] || die "kube-apiserver did not start: $(cat "$state/kube.log")"
 
-log "3/5 publishing 2,000 generated domain events"
-bin/atlas produce --kafka-brokers "127.0.0.1:$kafka_port" --generate 2000 --progress never
-
-log "4/5 what is up"
+log "3/6 migrations, then the operator against the local Kubernetes API"
+ATLAS_POSTGRES_DSN="$pg_url" bin/atlas migrate up --log-level warn
 kubectl="$KUBEBUILDER_ASSETS/kubectl --kubeconfig $state/kubeconfig"
+metrics_port=$(free_port)
+nohup bin/atlas manager --kubeconfig "$state/kubeconfig" --consumer-image atlas-operator:dev \
+  --metrics-bind-address "127.0.0.1:$metrics_port" --metrics-secure=false --health-probe-bind-address 0 \
+  >"$state/manager.log" 2>&1 &
+echo $! >"$state/manager.pid"
+wait_port 127.0.0.1 "$metrics_port" 30 || die "the operator did not start: $(cat "$state/manager.log")"
+
+log "4/6 applying config/samples (addresses of this stack) in namespace atlas-demo"
+$kubectl create namespace atlas-demo >/dev/null
+$kubectl -n atlas-demo create secret generic atlas-postgres --from-literal=dsn="$pg_url" >/dev/null
+$kubectl -n atlas-demo create secret generic atlas-search >/dev/null # OpenSearch here runs without security
+mkdir -p "$state/samples"
+cp config/samples/events_v1alpha1_atlasconsumer_*.yaml "$state/samples/"
+cat >"$state/samples/kustomization.yaml" <<KUSTOMIZE
+namespace: atlas-demo
+resources:
+- events_v1alpha1_atlasconsumer_audit.yaml
+- events_v1alpha1_atlasconsumer_indexer.yaml
+patches:
+- target: {kind: AtlasConsumer}
+  patch: |-
+    - {op: replace, path: /spec/kafka/bootstrapServers, value: ["127.0.0.1:$kafka_port"]}
+- target: {kind: AtlasConsumer, name: indexer}
+  patch: |-
+    - {op: replace, path: /spec/elasticsearch/addresses, value: ["$search_url"]}
+    - {op: add, path: /spec/elasticsearch/openSearch, value: true}
+    - {op: replace, path: /spec/autoscaling/lagPerReplica, value: 500}
+    - {op: replace, path: /spec/autoscaling/pollInterval, value: 5s}
+    - {op: replace, path: /spec/autoscaling/scaleDownStabilization, value: 30s}
+KUSTOMIZE
+$kubectl apply --server-side -k "$state/samples"
+
+log "5/6 publishing 2,000 generated domain events"
+bin/atlas produce --kafka-brokers "127.0.0.1:$kafka_port" --generate 2000 --progress never
+for _ in $(seq 1 100); do
+  [[ $($kubectl -n atlas-demo get ac indexer -o jsonpath='{.status.lag.total}' 2>/dev/null) ]] && break
+  sleep 0.2
+done
+
+log "6/6 what is up"
 cat <<REPORT
 
   PostgreSQL     $pg_url
@@ -73,14 +112,18 @@ cat <<REPORT
   Kubernetes     $($kubectl version -o json | python3 -c 'import json,sys; print("kube-apiserver", json.load(sys.stdin)["serverVersion"]["gitVersion"])')
                  CRD: $($kubectl get crd -o name | tr '\n' ' ')
   kubeconfig     $state/kubeconfig
+  operator       atlas manager, metrics http://127.0.0.1:$metrics_port/metrics, log $state/manager.log
 
-  The operator (atlas manager) and the consumers are not implemented yet: their issues add
-  them to this stack. Stop with Ctrl-C or 'make demo-down'.
+$($kubectl -n atlas-demo get ac,deployments,services 2>&1 | sed 's/^/  /')
+
+  The operator reconciled both AtlasConsumers into Deployments and scales the indexer on
+  its lag; running those Deployments' pods on this machine (a local node) is the demo
+  issue's next step. Stop with Ctrl-C or 'make demo-down'.
 
 REPORT
 
 if [[ ${DEMO_ONCE:-} == 1 ]]; then exit 0; fi
-log "5/5 running; Ctrl-C stops everything"
+log "running; Ctrl-C stops everything"
 while :; do
   sleep 3600 &
   wait $! # returns at once on a signal, so the EXIT trap stops the stack

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // PartitionLag is one partition's position.
@@ -74,7 +75,12 @@ func ComputeLag(o Offsets, startEarliest bool, now time.Time) Lag {
 // any partition, is an error: a failed read is never zero lag.
 func ReadLag(ctx context.Context, adm *kadm.Client, group, topic string, startEarliest bool) (Lag, error) {
 	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
-	if err != nil {
+	switch {
+	case errors.Is(err, kerr.GroupIDNotFound):
+		// A group no consumer has joined yet has no commits (Kafka answers with none,
+		// other brokers with this error): its lag follows the start position.
+		committed, err = kadm.OffsetResponses{}, nil
+	case err != nil:
 		return Lag{}, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topic)
@@ -103,11 +109,13 @@ func ReadLag(ctx context.Context, adm *kadm.Client, group, topic string, startEa
 		if !ok {
 			continue
 		}
-		if r.Err != nil {
+		if r.Err != nil && !errors.Is(r.Err, kerr.GroupIDNotFound) {
 			errs = append(errs, fmt.Errorf("partition %d: %w", p, r.Err))
 			continue
 		}
-		o.Committed[p] = r.At
+		if r.Err == nil {
+			o.Committed[p] = r.At
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Lag{}, fmt.Errorf("committed offsets of group %s: %w", group, err)
