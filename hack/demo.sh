@@ -96,7 +96,7 @@ KUSTOMIZE
 $kubectl apply --server-side -k "$state/samples"
 
 log "5/6 publishing 2,000 generated domain events"
-bin/atlas produce --kafka-brokers "127.0.0.1:$kafka_port" --generate 2000 --progress never
+ATLAS_POSTGRES_DSN="$pg_url" bin/atlas produce --kafka-brokers "127.0.0.1:$kafka_port" --generate 2000 --apply-items --progress never
 log "   waiting for the operator's next lag poll (every 5s for the indexer)"
 for _ in $(seq 1 100); do
   [[ $($kubectl -n atlas-demo get ac indexer -o jsonpath='{.status.lag.total}' 2>/dev/null) -gt 0 ]] 2>/dev/null && break

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
@@ -20,6 +21,8 @@ import (
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/consumer/eventgen"
 	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
+	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/internal/itemwriter"
 )
 
 // produceConfig is the configuration of `atlas produce`.
@@ -31,6 +34,9 @@ type produceConfig struct {
 	Rate     float64
 	Seed     uint64
 	Progress string
+	// ApplyItems writes generated item events to the items table (ATLAS_POSTGRES_DSN)
+	// before publishing them, as the Atlas API does.
+	ApplyItems bool
 }
 
 func newProduceCommand() *cobra.Command {
@@ -45,7 +51,10 @@ each, and publishes the valid ones. A bad line is reported with its line number 
 is sent for it; the command then exits with status 2.
 
 With --generate N, publishes N realistic synthetic events (collections, memberships, items
-with title/content/source_url, updates and deletes, jobs), at most --rate events/s.`,
+with title/content/source_url, updates and deletes, jobs), at most --rate events/s. With
+--apply-items it also plays the Atlas API's part: each item change is written to the items
+table of ` + options.EnvPostgresDSN + ` (migrated) before its event is published, so the
+indexer finds the state the event announces.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Rate < 0 {
@@ -65,6 +74,21 @@ with title/content/source_url, updates and deletes, jobs), at most --rate events
 			}
 			defer client.Close()
 			p := &producer{cfg: cfg, client: client, out: cmd.ErrOrStderr()}
+			if cfg.ApplyItems {
+				if cfg.Generate == 0 {
+					return errors.New("--apply-items goes with --generate")
+				}
+				dsn := os.Getenv(options.EnvPostgresDSN)
+				if dsn == "" {
+					return fmt.Errorf("--apply-items: %s is not set: give the Postgres connection string in the environment", options.EnvPostgresDSN)
+				}
+				pool, err := pgxpool.New(cmd.Context(), dsn)
+				if err != nil {
+					return fmt.Errorf("--apply-items: %w", redactDSN(err, dsn))
+				}
+				defer pool.Close()
+				p.items = pool
+			}
 			if cfg.Generate > 0 {
 				return p.generate(cmd.Context())
 			}
@@ -88,6 +112,7 @@ with title/content/source_url, updates and deletes, jobs), at most --rate events
 	fs.Float64Var(&cfg.Rate, "rate", 0, "maximum events per second when generating (0 = as fast as possible)")
 	fs.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "random seed of the generator")
 	fs.StringVar(&cfg.Progress, "progress", "auto", "progress bar: auto (on a terminal), always or never")
+	fs.BoolVar(&cfg.ApplyItems, "apply-items", false, "with --generate: write item changes to the items table ("+options.EnvPostgresDSN+") before publishing them, as the Atlas API does")
 	return cmd
 }
 
@@ -95,6 +120,8 @@ type producer struct {
 	cfg    produceConfig
 	client *kgo.Client
 	out    io.Writer
+	// items is the database item changes are written to first (--apply-items).
+	items *pgxpool.Pool
 
 	sent    atomic.Int64
 	failed  atomic.Bool
@@ -170,28 +197,41 @@ func (p *producer) generate(ctx context.Context) error {
 	bar := newProgress(p.out, p.cfg.Progress, p.cfg.Generate, &p.sent)
 	defer bar.stop()
 	start := time.Now()
-	for i := 0; i < p.cfg.Generate; i++ {
-		if p.cfg.Rate > 0 {
-			due := start.Add(time.Duration(float64(i) / p.cfg.Rate * float64(time.Second)))
-			if wait := time.Until(due); wait > 0 {
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-				}
+	// Events are generated in small chunks: with --apply-items a chunk's item changes
+	// are committed (one round trip) before any of its events is published.
+	chunk := 500
+	if p.cfg.Rate > 0 {
+		chunk = max(1, min(chunk, int(p.cfg.Rate/10)))
+	}
+	pending := make([]*event.Envelope, 0, chunk)
+	for i := 0; i < p.cfg.Generate && ctx.Err() == nil && !p.failed.Load(); {
+		pending = pending[:0]
+		for len(pending) < chunk && i+len(pending) < p.cfg.Generate {
+			env, err := gen.Next()
+			if err != nil {
+				return err
+			}
+			pending = append(pending, env)
+		}
+		if p.items != nil {
+			if err := itemwriter.Apply(ctx, p.items, pending, itemwriter.HardDeleteQuarter); err != nil {
+				return err
 			}
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		env, err := gen.Next()
-		if err != nil {
-			return err
-		}
-		if err := p.produce(ctx, env); err != nil {
-			return err
-		}
-		if p.failed.Load() {
-			break
+		for _, env := range pending {
+			if p.cfg.Rate > 0 {
+				due := start.Add(time.Duration(float64(i) / p.cfg.Rate * float64(time.Second)))
+				if wait := time.Until(due); wait > 0 {
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+					}
+				}
+			}
+			if err := p.produce(context.WithoutCancel(ctx), env); err != nil {
+				return err
+			}
+			i++
 		}
 	}
 	err := p.flush(context.WithoutCancel(ctx))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
@@ -118,7 +119,7 @@ func TestProduceGenerate(t *testing.T) {
 	}
 }
 
-// TestPendingCommandsFail: commands whose issues have not landed say so and fail.
+// TestCommandsExplainMissingConfiguration: commands say what they lack.
 func TestCommandsExplainMissingConfiguration(t *testing.T) {
 	// The operator says what it lacks before it tries to reach a cluster.
 	for args, want := range map[string]string{
@@ -141,4 +142,57 @@ func TestCommandsExplainMissingConfiguration(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "atlas ") {
 		t.Fatalf("version: %q %v", out, err)
 	}
+}
+
+// TestProduceApplyItems: with --apply-items the generator plays the Atlas API: every item
+// ends up in the items table in the state its last published event announces.
+func TestProduceApplyItems(t *testing.T) {
+	topic := infra.NewTopic(t, 3)
+	dsn := infra.NewDatabase(t)
+	t.Setenv("ATLAS_POSTGRES_DSN", dsn)
+	if out, err := runAtlas(t, "", "migrate", "up"); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	out, err := runAtlas(t, "", "produce", "--kafka-brokers", strings.Join(infra.KafkaBrokers(t), ","),
+		"--topic", topic, "--generate", "3000", "--seed", "5", "--apply-items", "--progress", "never")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	last := map[uuid.UUID]*event.Envelope{}
+	for _, r := range consumeAll(t, topic, 3000) {
+		env, err := event.Decode(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Entity.Type == event.EntityItem {
+			last[env.Entity.ID] = env // one partition per item: its events arrive in order
+		}
+	}
+	if len(last) < 100 {
+		t.Fatalf("only %d items in 3000 generated events", len(last))
+	}
+	pool := infra.NewPoolFor(t, dsn)
+	hard, soft := 0, 0
+	for id, env := range last {
+		var version int64
+		var deleted bool
+		err := pool.QueryRow(context.Background(), `SELECT version, deleted_at IS NOT NULL FROM items WHERE id = $1`, id).Scan(&version, &deleted)
+		var d struct {
+			Version int64 `json:"version"`
+		}
+		if jerr := json.Unmarshal(env.Data, &d); jerr != nil {
+			t.Fatal(jerr)
+		}
+		switch {
+		case env.EventType == event.ItemDeleted && errors.Is(err, pgx.ErrNoRows):
+			hard++
+		case err != nil:
+			t.Fatalf("item %s (last event %s): %v", id, env.EventType, err)
+		case version != d.Version || deleted != (env.EventType == event.ItemDeleted):
+			t.Fatalf("item %s: version %d deleted %t, last event %s version %d", id, version, deleted, env.EventType, d.Version)
+		case deleted:
+			soft++
+		}
+	}
+	t.Logf("%d items: %d hard-deleted, %d soft-deleted, the rest live at their last version", len(last), hard, soft)
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/internal/itemwriter"
 	"github.com/atlas-platform/atlas-operator/migrations"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
@@ -52,40 +52,8 @@ func (s *indexSetup) startIndexer(t testing.TB, name, group string, extra ...str
 // each event. hardDelete decides, per deleted item, between a hard and a soft delete.
 func (s *indexSetup) applyToItems(t testing.TB, envs []*event.Envelope, hardDelete func(id uuid.UUID) bool) {
 	t.Helper()
-	ctx := context.Background()
-	batch := &pgx.Batch{}
-	for _, e := range envs {
-		var d struct {
-			Title     *string `json:"title"`
-			Content   *string `json:"content"`
-			SourceURL *string `json:"source_url"`
-			Version   int64   `json:"version"`
-		}
-		if err := json.Unmarshal(e.Data, &d); err != nil {
-			t.Fatal(err)
-		}
-		id := e.Entity.ID
-		switch e.EventType {
-		case event.ItemCreated:
-			content := ""
-			if d.Content != nil {
-				content = *d.Content
-			}
-			batch.Queue(`INSERT INTO items (id, collection_id, title, content, source_url, created_at, updated_at, version)
-				VALUES ($1, $2, $3, $4, $5, $6, $6, $7)`, id, *e.Entity.CollectionID, *d.Title, content, d.SourceURL, e.OccurredAt, d.Version)
-		case event.ItemUpdated:
-			batch.Queue(`UPDATE items SET title = coalesce($2, title), content = coalesce($3, content), updated_at = $4, version = $5 WHERE id = $1`,
-				id, d.Title, d.Content, e.OccurredAt, d.Version)
-		case event.ItemDeleted:
-			if hardDelete != nil && hardDelete(id) {
-				batch.Queue(`DELETE FROM items WHERE id = $1`, id)
-			} else {
-				batch.Queue(`UPDATE items SET deleted_at = $2, version = $3 WHERE id = $1`, id, e.OccurredAt, d.Version)
-			}
-		}
-	}
-	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-		t.Fatalf("apply events to items: %v", err)
+	if err := itemwriter.Apply(context.Background(), s.pool, envs, hardDelete); err != nil {
+		t.Fatal(err)
 	}
 }
 

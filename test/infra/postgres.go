@@ -57,7 +57,12 @@ func NewDatabase(t testing.TB) string {
 // NewPool creates a database for the test (see NewDatabase) and a pool connected to it.
 func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	dsn := NewDatabase(t)
+	return NewPoolFor(t, NewDatabase(t))
+}
+
+// NewPoolFor returns a pool on the given database, closed when the test ends.
+func NewPoolFor(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
 	pool, err := pgxpool.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatalf("pool for %s: %v", redact(dsn), err)
