@@ -83,3 +83,53 @@ with_heartbeat() {
   wait "$beat" 2>/dev/null || true
   return "$rc"
 }
+
+# k8s_build VERSION MODDIR DEST BIN...: builds k8s.io/kubernetes/cmd/BIN of Kubernetes VERSION
+# (e.g. 1.37.2) from the Go module proxy into DEST/BIN, statically (CGO_ENABLED=0, -trimpath),
+# with the version stamped in. A plain `go install k8s.io/kubernetes/cmd/...@v1.37.2` fails
+# (its go.mod replaces the staging modules with ./staging/src/...), so MODDIR gets a throw-away
+# wrapper module that requires k8s.io/kubernetes and points every staging module at its
+# published v0.<minor>.<patch>. Binaries already in DEST are not rebuilt.
+k8s_build() {
+  local version=$1 mod=$2 dest=$3; shift 3
+  local staging="v0.${version#*.}" bin todo=()
+  for bin in "$@"; do [[ -x $dest/$bin ]] || todo+=("$bin"); done
+  [[ ${#todo[@]} -eq 0 ]] && return 0
+  command -v go >/dev/null || die "Go is required to build the Kubernetes binaries"
+  mkdir -p "$mod" "$dest"
+  local imports=""
+  for bin in "$@"; do imports+=$'\t_ "k8s.io/kubernetes/cmd/'"$bin"$'"\n'; done
+  local tools=$'//go:build tools\n\npackage tools\n\nimport (\n'"$imports"$')\n'
+  if [[ ! -f $mod/go.sum || $(cat "$mod/tools.go" 2>/dev/null) != "${tools%$'\n'}" ]]; then
+    log "k8s: resolving k8s.io/kubernetes v$version from the Go module proxy"
+    local gomod
+    gomod=$(cd "$mod" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+    [[ -f $gomod ]] || die "could not download k8s.io/kubernetes@v$version's go.mod"
+    {
+      echo "module atlas.local/k8s-wrapper"
+      echo
+      echo "go 1.26"
+      echo
+      echo "require k8s.io/kubernetes v$version"
+      echo
+      # Every staging module the kubernetes go.mod replaces with ./staging/src/... is
+      # published on the proxy at v0.<minor>.<patch>: point the replace there instead.
+      grep -E '^\s*k8s.io/[^ ]+ => ./staging/src/' "$gomod" | awk -v v="$staging" '{print "replace " $1 " => " $1 " " v}'
+    } >"$mod/go.mod"
+    printf '%s' "$tools" >"$mod/tools.go"
+    (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true)
+    (cd "$mod" && GOFLAGS=-mod=mod go mod download >/dev/null)
+  fi
+  local minor=${version#*.}; minor=${minor%%.*}
+  local ld="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=v$version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  for bin in "${todo[@]}"; do
+    log "k8s: building $bin v$version (kube-apiserver, kubelet and kube-controller-manager take minutes cold on 2 cores)"
+    (cd "$mod" && with_heartbeat "building $bin" \
+      env CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags tools -trimpath -ldflags "$ld" -o "$dest/$bin.tmp" "k8s.io/kubernetes/cmd/$bin") ||
+      die "building $bin v$version failed"
+    mv "$dest/$bin.tmp" "$dest/$bin"
+  done
+}
