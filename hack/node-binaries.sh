@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the node half of a single-node Kubernetes (hack/node.sh) from the Go module proxy:
+# kubelet, kube-scheduler and kube-controller-manager (k8s.io/kubernetes, with the same
+# wrapper module as hack/envtest-binaries.sh, see k8s_build in hack/lib.sh) and crictl
+# (sigs.k8s.io/cri-tools, used to tear pods down cleanly). Caches them under
+# $ATLAS_CACHE_DIR/node/v<k8s version> and prints that directory on stdout:
+#   NODE_BINARIES=$(hack/node-binaries.sh)
+# kube-apiserver, etcd and kubectl come from hack/envtest-binaries.sh. The first run takes
+# ~11 minutes on 2 cores with an empty Go build cache (~5 when envtest's binaries were built
+# before: the Go build cache is shared); later runs return at once. Never run it beside
+# another heavy build.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+K8S_VERSION="${NODE_K8S_VERSION:-${ENVTEST_K8S_VERSION:-1.37.2}}"
+CRICTL_VERSION="${NODE_CRICTL_VERSION:-1.37.0}"
+dest="$ATLAS_CACHE_DIR/node/v$K8S_VERSION"
+bins=(kube-scheduler kube-controller-manager kubelet) # quickest first
+
+complete() {
+  local b
+  for b in "${bins[@]}" crictl; do [[ -x $dest/$b ]] || return 1; done
+}
+if complete; then
+  echo "$dest"
+  exit 0
+fi
+
+k8s_build "$K8S_VERSION" "$ATLAS_CACHE_DIR/node/build/kubernetes-v$K8S_VERSION" "$dest" "${bins[@]}"
+
+if [[ ! -x $dest/crictl ]]; then
+  # cri-tools' go.mod has no replace directives: `go install module@version` works.
+  log "node: building crictl v$CRICTL_VERSION"
+  tmpbin=$(mktemp -d "$dest/.crictl.XXXXXX")
+  with_heartbeat "building crictl" \
+    env CGO_ENABLED=0 GOBIN="$tmpbin" go install -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v$CRICTL_VERSION" \
+    "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL_VERSION" || die "building crictl v$CRICTL_VERSION failed"
+  mv "$tmpbin/crictl" "$dest/crictl"
+  rm -rf "$tmpbin"
+fi
+
+"$dest/kubelet" --version >&2
+echo "$dest"
