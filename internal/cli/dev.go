@@ -26,7 +26,7 @@ func newDevKafkaCommand() *cobra.Command {
 	var cfg devkafka.Config
 	cmd := &cobra.Command{
 		Use:   "kafka",
-		Short: "Run an embedded Kafka-protocol broker (franz-go kfake) on 127.0.0.1 until interrupted",
+		Short: "Run an embedded Kafka-protocol broker (franz-go kfake) until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b, err := devkafka.Start(cfg)
@@ -40,7 +40,8 @@ func newDevKafkaCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.IntVar(&cfg.Port, "port", 9092, "port on 127.0.0.1 (0 picks a free one)")
+	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on and advertise (the local node's pods reach the host at its bridge address, see hack/NODE.md)")
+	fs.IntVar(&cfg.Port, "port", 9092, "port to listen on (0 picks a free one)")
 	fs.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of seeded and auto-created topics")
 	fs.StringSliceVar(&cfg.Topics, "topics", []string{event.Topic, event.Topic + ".dlq"}, "topics to create at start")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep the log on disk here (empty: memory only)")

@@ -5,13 +5,17 @@ package devkafka
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // Config describes the embedded cluster.
 type Config struct {
-	// Port to listen on (127.0.0.1); 0 picks a free one.
+	// Host is the address to listen on and advertise (default 127.0.0.1). Pods of the
+	// local node reach the host on its bridge address (hack/node.sh), not on 127.0.0.1.
+	Host string
+	// Port to listen on; 0 picks a free one.
 	Port int
 	// Partitions of every seeded or auto-created topic.
 	Partitions int32
@@ -26,7 +30,7 @@ type Broker struct {
 	cluster *kfake.Cluster
 }
 
-// Start starts the broker on 127.0.0.1.
+// Start starts the broker on cfg.Host (127.0.0.1 by default).
 func Start(cfg Config) (*Broker, error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
@@ -42,6 +46,17 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if host := cfg.Host; host != "" && host != "127.0.0.1" {
+		// kfake listens on 127.0.0.1 and advertises what it listens on: move the
+		// listener to the host, keeping the port.
+		opts = append(opts, kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, port, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(host, port))
+		}))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
