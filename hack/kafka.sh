@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A REAL single-node Apache Kafka (KRaft, broker+controller) from the jars Maven Central serves.
-#   hack/kafka.sh start DIR   formats storage in DIR, starts the broker on a free 127.0.0.1 port,
+#   hack/kafka.sh start DIR   formats storage in DIR, starts the broker on a free 127.0.0.1 port
+#                             (ATLAS_NODE_HOST_IP instead when set, for the local node's pods),
 #                             waits until it answers, writes DIR/pid and DIR/bootstrap, prints host:port
 #                             When DIR holds a stopped broker, starts it again on its old port
 #                             with its data.
@@ -20,9 +21,13 @@ start() {
   mkdir -p "$dir/data"
   dir=$(cd "$dir" && pwd)
   local port cport restart=false
+  # The broker listens on (and advertises) 127.0.0.1, or ATLAS_NODE_HOST_IP when set
+  # (hack/node.sh prints it) so the local node's pods reach it too.
+  local host=${ATLAS_NODE_HOST_IP:-127.0.0.1}
   if [[ -f $dir/server.properties && -f $dir/data/meta.properties && -f $dir/port ]]; then
     restart=true
     port=$(cat "$dir/port")
+    host=$(sed -n 's|^advertised.listeners=PLAINTEXT://\(.*\):[0-9]*$|\1|p' "$dir/server.properties")
   else
     port=$(free_port)
     cport=$(free_port)
@@ -31,8 +36,8 @@ start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$host:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
@@ -84,14 +89,14 @@ while True:
   fi
   nohup java "${jvm[@]}" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
-  echo "127.0.0.1:$port" >"$dir/bootstrap"
-  if ! wait_port 127.0.0.1 "$port" 90; then
+  echo "$host:$port" >"$dir/bootstrap"
+  if ! wait_port "$host" "$port" 90; then
     tail -n 40 "$dir/stdout.log" "$dir/server.log" >&2 || true
     stop "$dir"
-    die "kafka: broker did not listen on 127.0.0.1:$port within 90s"
+    die "kafka: broker did not listen on $host:$port within 90s"
   fi
-  log "kafka: Apache Kafka $KAFKA_VERSION (KRaft) up on 127.0.0.1:$port, pid $(cat "$dir/pid")"
-  echo "127.0.0.1:$port"
+  log "kafka: Apache Kafka $KAFKA_VERSION (KRaft) up on $host:$port, pid $(cat "$dir/pid")"
+  echo "$host:$port"
 }
 
 stop() {

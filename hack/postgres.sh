@@ -4,6 +4,9 @@
 #                                write DIR/pid and DIR/url, print the URL. When DIR already
 #                                holds a stopped server, start it again on its old port.
 #   hack/postgres.sh stop DIR
+# With ATLAS_NODE_HOST_IP set (hack/node.sh prints it), the server also listens there and
+# trusts the local node's pod network (NODE_POD_CIDR, default 10.244.0.0/16), so consumer
+# pods reach it; the printed URL stays on 127.0.0.1.
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` OS user.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -40,13 +43,19 @@ start() {
     port=$(free_port)
     echo "$port" >"$dir/port"
   fi
+  local listen=127.0.0.1
+  if [[ -n ${ATLAS_NODE_HOST_IP:-} ]]; then
+    listen="127.0.0.1,$ATLAS_NODE_HOST_IP"
+    local pods="host all all ${NODE_POD_CIDR:-10.244.0.0/16} trust # pods of the local node (hack/node.sh)"
+    grep -qxF "$pods" "$dir/data/pg_hba.conf" || as_owner sh -c 'echo "$1" >>"$2"' _ "$pods" "$dir/data/pg_hba.conf"
+  fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null ||
+    -o "-h $listen -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null ||
     { tail -n 30 "$dir/server.log" >&2; die "postgres: server did not start"; }
   head -n 1 "$dir/data/postmaster.pid" >"$dir/pid"
   local url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
   echo "$url" >"$dir/url"
-  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on 127.0.0.1:$port, pid $(cat "$dir/pid")"
+  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on $listen port $port, pid $(cat "$dir/pid")"
   echo "$url"
 }
 
