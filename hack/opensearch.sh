@@ -3,7 +3,8 @@
 # Maven Central serves, started in-process by hack/opensearch/AtlasSearchNode.java.
 # Elasticsearch 8 cannot be assembled here: its server jar is served but its HTTP module
 # (org.elasticsearch.plugin:transport-netty4[-client]:8.x) is not.
-#   hack/opensearch.sh start DIR   starts on a free 127.0.0.1 port, writes DIR/pid and DIR/url, prints the URL
+#   hack/opensearch.sh start DIR   starts on a free 127.0.0.1 port (also on ATLAS_NODE_HOST_IP when set,
+#                                  for the local node's pods), writes DIR/pid and DIR/url, prints the URL
 #   hack/opensearch.sh stop DIR
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"

@@ -24,6 +24,14 @@ public class AtlasSearchNode {
         }
     }
 
+    static List<String> bindHosts() {
+        String nodeHost = System.getenv("ATLAS_NODE_HOST_IP");
+        if (nodeHost == null || nodeHost.isBlank() || nodeHost.equals("127.0.0.1")) {
+            return List.of("127.0.0.1");
+        }
+        return List.of("127.0.0.1", nodeHost);
+    }
+
     public static void main(String[] args) throws Exception {
         Path home = Path.of(args[0]).toAbsolutePath();
         Settings settings = Settings.builder()
@@ -32,7 +40,10 @@ public class AtlasSearchNode {
             .put("path.home", home.toString())
             .put("path.data", home.resolve("data").toString())
             .put("path.logs", home.resolve("logs").toString())
-            .put("network.host", "127.0.0.1")
+            // 127.0.0.1, and ATLAS_NODE_HOST_IP when set (hack/node.sh prints it) so the
+            // local node's pods reach the server too.
+            .putList("network.bind_host", bindHosts())
+            .put("network.publish_host", "127.0.0.1")
             .put("http.port", args[1])
             .put("transport.port", args[2])
             .put("discovery.type", "single-node")
