@@ -40,15 +40,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 	}
 	mustCreate(t, env, ac)
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "scaled"}}
-	eventually(t, timeoutCreate, "Deployment at minReplicas on an empty topic", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 1 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 1, timeoutCreate, "Deployment at minReplicas on an empty topic")
 
 	// 1,000 records round-robin over 4 partitions: a lag of 1,000 asks for 10 replicas.
 	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
@@ -59,15 +51,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "scaled up to the partition count", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 4 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 4, 30*time.Second, "scaled up to the partition count")
 	eventually(t, 10*time.Second, "status reports the scale-up", func() error {
 		if err := get(t, env, ac); err != nil {
 			return err
@@ -113,15 +97,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 	if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 4 {
 		t.Fatalf("replicas fell before the stabilization window ended: %v %v", dep.Spec.Replicas, err)
 	}
-	eventually(t, window+20*time.Second, "scaled down after the window", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 1 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 1, window+20*time.Second, "scaled down after the window")
 	// The last recommendation of 4 came at most one poll interval before the commit.
 	if elapsed := time.Since(drained); elapsed < window-5*time.Second {
 		t.Errorf("scaled down %s after the lag drained; the window is %s", elapsed, window)
@@ -134,9 +110,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 // Event says Kafka is unreachable.
 func TestLagUnavailableKeepsReplicas(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	ac := auditConsumer(ns, "blind")
 	ac.Spec.Replicas = nil
 	ac.Spec.Kafka.BootstrapServers = []string{"127.0.0.1:1"} // nothing listens there

@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -202,4 +203,36 @@ func get(t testing.TB, env *kube.Env, obj client.Object) error {
 func repoFile(t testing.TB, parts ...string) string {
 	t.Helper()
 	return filepath.Join(append([]string{infra.RepoRoot(t)}, parts...)...)
+}
+
+// consumerNamespace is the usual start of a test: the shared operator, a namespace of
+// the test's own and the Secret "pg" (key "dsn") that auditConsumer references.
+func consumerNamespace(t testing.TB) (*kube.Env, string) {
+	t.Helper()
+	env := operatorEnv(t)
+	ns := newNamespace(t, env)
+	dsnSecret(t, env, ns, "pg", dsnValue)
+	return env, ns
+}
+
+// waitDeployment waits until the operator has created the named Deployment.
+func waitDeployment(t testing.TB, env *kube.Env, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	eventually(t, timeoutCreate, "Deployment "+name+" created", func() error { return get(t, env, dep) })
+	return dep
+}
+
+// waitReplicas waits until the Deployment asks for want replicas.
+func waitReplicas(t testing.TB, env *kube.Env, dep *appsv1.Deployment, want int32, timeout time.Duration, what string) {
+	t.Helper()
+	eventually(t, timeout, what, func() error {
+		if err := get(t, env, dep); err != nil {
+			return err
+		}
+		if *dep.Spec.Replicas != want {
+			return fmt.Errorf("replicas %d, want %d", *dep.Spec.Replicas, want)
+		}
+		return nil
+	})
 }

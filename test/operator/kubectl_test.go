@@ -59,9 +59,7 @@ func kubectlErr(t testing.TB, env *kube.Env, args ...string) (string, error) {
 // message a human understands.
 func TestKubectlApplyScaleGetExplain(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	manifest := filepath.Join(t.TempDir(), "audit.yaml")
 	writeFile(t, manifest, `apiVersion: events.atlas.io/v1alpha1
 kind: AtlasConsumer
@@ -81,19 +79,10 @@ spec:
 	if !strings.Contains(out, "atlasconsumer.events.atlas.io/audit serverside-applied") {
 		t.Fatalf("kubectl apply: %s", out)
 	}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 
 	kubectl(t, env, "-n", ns, "scale", "ac/audit", "--replicas=3")
-	eventually(t, timeoutCreate, "Deployment scaled by kubectl scale", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 3 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 3, timeoutCreate, "Deployment scaled by kubectl scale")
 
 	eventually(t, timeoutCreate, "kubectl get shows the columns", func() error {
 		out := kubectl(t, env, "-n", ns, "get", "ac", "audit")

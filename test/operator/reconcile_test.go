@@ -39,9 +39,7 @@ const (
 // PodDisruptionBudget, all controlled by the AtlasConsumer.
 func TestReconcileBuildsDeploymentServiceAndBudget(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	mustCreate(t, env, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kafka-auth"},
 		Data: map[string][]byte{"user": []byte(saslUser), "password": []byte(saslPassword), "ca.crt": []byte("-----BEGIN CERTIFICATE-----\n")}})
 	mustCreate(t, env, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "es"},
@@ -75,8 +73,7 @@ func TestReconcileBuildsDeploymentServiceAndBudget(t *testing.T) {
 	}
 	mustCreate(t, env, ac)
 
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "search"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "search")
 	assertControlledBy(t, dep, ac)
 	if *dep.Spec.Replicas != 3 {
 		t.Errorf("replicas = %d, want 3", *dep.Spec.Replicas)
@@ -216,14 +213,11 @@ func TestReconcileBuildsDeploymentServiceAndBudget(t *testing.T) {
 // container.
 func TestSpecChangeUpdatesDeployment(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	ac := auditConsumer(ns, "audit")
 	ac.Spec.Replicas = ptr.To[int32](2)
 	mustCreate(t, env, ac)
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
 	eventually(t, timeoutCreate, "PodDisruptionBudget created", func() error { return get(t, env, pdb) })
 
@@ -260,8 +254,7 @@ func TestSecretChangeRollsPods(t *testing.T) {
 	secret := dsnSecret(t, env, ns, "pg", dsnValue)
 	other := dsnSecret(t, env, ns, "unrelated", "x")
 	mustCreate(t, env, auditConsumer(ns, "audit"))
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 	before := dep.Spec.Template.Annotations[workload.SecretChecksumAnnotation]
 
 	other.Data["dsn"] = []byte("y")
@@ -317,9 +310,7 @@ func TestMissingSecretIsReported(t *testing.T) {
 // not own is left alone, and the AtlasConsumer says why.
 func TestNameConflictIsNotAdopted(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	labels := map[string]string{"app": "theirs"}
 	theirs := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit", Labels: labels},
@@ -358,9 +349,7 @@ func TestNameConflictIsNotAdopted(t *testing.T) {
 // Ready (kstatus: Current).
 func TestStatusProgressingThenReady(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	ac := auditConsumer(ns, "audit")
 	ac.Spec.Replicas = ptr.To[int32](2)
 	mustCreate(t, env, ac)
@@ -472,13 +461,10 @@ func TestIdleReconcileSendsNoWrites(t *testing.T) {
 // is and says so; removing it applies what changed meanwhile.
 func TestPauseAnnotation(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	ac := auditConsumer(ns, "audit")
 	mustCreate(t, env, ac)
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 
 	update(t, env, ac, func(ac *atlasv1alpha1.AtlasConsumer) {
 		ac.Annotations = map[string]string{atlasv1alpha1.PauseReconciliationAnnotation: "true"}
@@ -521,24 +507,13 @@ func TestPauseAnnotation(t *testing.T) {
 // TestSuspendScalesToZero: suspend wins over replicas and keeps everything else.
 func TestSuspendScalesToZero(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
+	env, ns := consumerNamespace(t)
 	ac := auditConsumer(ns, "audit")
 	ac.Spec.Replicas = ptr.To[int32](3)
 	mustCreate(t, env, ac)
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 	update(t, env, ac, func(ac *atlasv1alpha1.AtlasConsumer) { ac.Spec.Suspend = true })
-	eventually(t, timeoutCreate, "scaled to zero", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 0 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 0, timeoutCreate, "scaled to zero")
 	assertEvent(t, env, ns, "audit", "ScaledDown", "scaled from 3 to 0 replicas: spec.suspend")
 	if err := get(t, env, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit-metrics"}}); err != nil {
 		t.Fatalf("the Service went away with suspend: %v", err)
@@ -549,14 +524,11 @@ func TestSuspendScalesToZero(t *testing.T) {
 // Deployment follows.
 func TestScaleSubresource(t *testing.T) {
 	t.Parallel()
-	env := operatorEnv(t)
+	env, ns := consumerNamespace(t)
 	ctx := context.Background()
-	ns := newNamespace(t, env)
-	dsnSecret(t, env, ns, "pg", dsnValue)
 	ac := auditConsumer(ns, "audit")
 	mustCreate(t, env, ac)
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}}
-	eventually(t, timeoutCreate, "Deployment created", func() error { return get(t, env, dep) })
+	dep := waitDeployment(t, env, ns, "audit")
 
 	scale := &autoscalingv1.Scale{}
 	eventually(t, timeoutCreate, "scale reports the selector", func() error {
@@ -572,15 +544,7 @@ func TestScaleSubresource(t *testing.T) {
 	if err := env.Client.SubResource("scale").Update(ctx, ac, client.WithSubResourceBody(scale)); err != nil {
 		t.Fatalf("update scale: %v", err)
 	}
-	eventually(t, timeoutCreate, "Deployment scaled", func() error {
-		if err := get(t, env, dep); err != nil {
-			return err
-		}
-		if *dep.Spec.Replicas != 4 {
-			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
-		}
-		return nil
-	})
+	waitReplicas(t, env, dep, 4, timeoutCreate, "Deployment scaled")
 	if err := get(t, env, ac); err != nil || *ac.Spec.Replicas != 4 {
 		t.Fatalf("spec.replicas = %v (%v), want 4", ac.Spec.Replicas, err)
 	}
