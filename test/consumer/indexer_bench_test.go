@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/elastic/go-elasticsearch/v8"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -135,12 +136,7 @@ func withDuplicates(envs []*event.Envelope, fraction float64) []*event.Envelope 
 func bulkReference(b testing.TB, s *indexSetup) (int, time.Duration) {
 	b.Helper()
 	ctx := context.Background()
-	es := infra.SearchClient(b)
-	alias := infra.NewIndexName(b)
-	infra.DeleteIndexAfter(b, indexer.VersionedIndex(alias))
-	if err := indexer.EnsureIndex(ctx, es, alias); err != nil {
-		b.Fatal(err)
-	}
+	es, alias := freshIndex(b)
 	rows, err := s.pool.Query(ctx, `SELECT id, collection_id, title, content, source_url, created_at, updated_at, version FROM items WHERE deleted_at IS NULL`)
 	if err != nil {
 		b.Fatal(err)
@@ -187,12 +183,7 @@ func bulkReference(b testing.TB, s *indexSetup) (int, time.Duration) {
 func naiveIndexer(b testing.TB, s *indexSetup, envs []*event.Envelope) time.Duration {
 	b.Helper()
 	ctx := context.Background()
-	es := infra.SearchClient(b)
-	alias := infra.NewIndexName(b)
-	infra.DeleteIndexAfter(b, indexer.VersionedIndex(alias))
-	if err := indexer.EnsureIndex(ctx, es, alias); err != nil {
-		b.Fatal(err)
-	}
+	es, alias := freshIndex(b)
 	topic := infra.NewTopic(b, 6)
 	cl := infra.KafkaClient(b, kgo.ProducerLinger(5*time.Millisecond))
 	var recs []*kgo.Record
@@ -239,4 +230,17 @@ func naiveIndexer(b testing.TB, s *indexSetup, envs []*event.Envelope) time.Dura
 		}
 	}
 	return time.Since(start)
+}
+
+// freshIndex creates an index alias (and its versioned index) of its own for the
+// caller, removed when it ends.
+func freshIndex(b testing.TB) (*elasticsearch.Client, string) {
+	b.Helper()
+	es := infra.SearchClient(b)
+	alias := infra.NewIndexName(b)
+	infra.DeleteIndexAfter(b, indexer.VersionedIndex(alias))
+	if err := indexer.EnsureIndex(context.Background(), es, alias); err != nil {
+		b.Fatal(err)
+	}
+	return es, alias
 }
