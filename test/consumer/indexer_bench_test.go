@@ -87,7 +87,7 @@ func BenchmarkIndexer200k(b *testing.B) {
 	indexed, _ := c.metric("atlas_consumer_documents_indexed_total")
 	deleted, _ := c.metric("atlas_consumer_documents_deleted_total")
 	c.stop()
-	if diff := s.diffIndex(b); diff != "" {
+	if diff := infra.IndexDiff(b, s.pool, s.alias); diff != "" {
 		b.Fatalf("the index does not equal the table: %s", diff)
 	}
 

@@ -2,7 +2,6 @@ package consumer_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -93,115 +92,13 @@ func createdItems(t testing.TB, seed uint64, n int) []*event.Envelope {
 	return out
 }
 
-type indexedDoc struct {
-	Title   string `json:"title"`
-	Content string `json:"content"`
-	Version int64  `json:"version"`
-}
-
-// documents returns every document of the alias by id.
-func (s *indexSetup) documents(t testing.TB) map[string]indexedDoc {
-	t.Helper()
-	es := infra.SearchClient(t)
-	ctx := context.Background()
-	if resp, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(s.alias), es.Indices.Refresh.WithContext(ctx)); err == nil {
-		resp.Body.Close()
-	}
-	out := map[string]indexedDoc{}
-	var after []any
-	for {
-		q := map[string]any{"size": 5000, "sort": []any{map[string]any{"id": "asc"}}, "query": map[string]any{"match_all": map[string]any{}}}
-		if after != nil {
-			q["search_after"] = after
-		}
-		raw, _ := json.Marshal(q)
-		resp, err := es.Search(es.Search.WithIndex(s.alias), es.Search.WithBody(strings.NewReader(string(raw))), es.Search.WithContext(ctx))
-		if err != nil {
-			t.Fatalf("search %s: %v", s.alias, err)
-		}
-		var res struct {
-			Hits struct {
-				Hits []struct {
-					ID     string     `json:"_id"`
-					Source indexedDoc `json:"_source"`
-					Sort   []any      `json:"sort"`
-				} `json:"hits"`
-			} `json:"hits"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&res)
-		resp.Body.Close()
-		if resp.StatusCode == 404 {
-			return out
-		}
-		if err != nil || resp.IsError() {
-			t.Fatalf("search %s: %s %v", s.alias, resp.Status(), err)
-		}
-		for _, h := range res.Hits.Hits {
-			out[h.ID] = h.Source
-		}
-		if len(res.Hits.Hits) < 5000 {
-			return out
-		}
-		after = res.Hits.Hits[len(res.Hits.Hits)-1].Sort
-	}
-}
-
-// liveItems returns the items that are not deleted, by id.
-func (s *indexSetup) liveItems(t testing.TB) map[string]indexedDoc {
-	t.Helper()
-	rows, err := s.pool.Query(context.Background(), `SELECT id::text, title, content, version FROM items WHERE deleted_at IS NULL`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[string]indexedDoc{}
-	for rows.Next() {
-		var id string
-		var d indexedDoc
-		if err := rows.Scan(&id, &d.Title, &d.Content, &d.Version); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = d
-	}
-	return out
-}
-
-// diffIndex describes how the index differs from the live items ("" when equal).
-func (s *indexSetup) diffIndex(t testing.TB) string {
-	t.Helper()
-	want, got := s.liveItems(t), s.documents(t)
-	missing, extra, stale := 0, 0, 0
-	var example string
-	for id, w := range want {
-		g, ok := got[id]
-		switch {
-		case !ok:
-			missing++
-		case g != w:
-			stale++
-			if example == "" {
-				example = fmt.Sprintf(" (item %s: indexed v%d %q, table v%d %q)", id, g.Version, g.Title, w.Version, w.Title)
-			}
-		}
-	}
-	for id := range got {
-		if _, ok := want[id]; !ok {
-			extra++
-		}
-	}
-	if missing+extra+stale == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d live items, %d documents: %d missing, %d that should be gone, %d stale%s", len(want), len(got), missing, extra, stale, example)
-}
-
 // waitIndexEqualsTable waits until the index holds exactly the live items.
 func (s *indexSetup) waitIndexEqualsTable(t testing.TB, timeout time.Duration, procs ...*consumerProc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	diff := ""
 	for time.Now().Before(deadline) {
-		if diff = s.diffIndex(t); diff == "" {
+		if diff = infra.IndexDiff(t, s.pool, s.alias); diff == "" {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)

@@ -25,7 +25,7 @@ func TestIndexerIndexesCreatedItems(t *testing.T) {
 	s.produce(t, created)
 	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
 	s.waitIndexEqualsTable(t, 2*time.Minute, c)
-	if n := len(s.documents(t)); n != 5_000 {
+	if n := len(infra.IndexedItems(t, s.alias)); n != 5_000 {
 		t.Fatalf("%d documents, want 5000", n)
 	}
 	c.stop()
@@ -84,7 +84,7 @@ func TestIndexerDeletesStayDeleted(t *testing.T) {
 	s.applyToItems(t, deletes, func(id uuid.UUID) bool { return hard[id] })
 	s.produce(t, deletes)
 	s.waitIndexEqualsTable(t, time.Minute, c)
-	if n := len(s.documents(t)); n != 500 {
+	if n := len(infra.IndexedItems(t, s.alias)); n != 500 {
 		t.Fatalf("%d documents after deleting 500 of 1000 items", n)
 	}
 
@@ -102,14 +102,14 @@ func TestIndexerDeletesStayDeleted(t *testing.T) {
 	total := len(created) + len(deletes) + len(created) + len(again)
 	c.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
 	c.stop()
-	if diff := s.diffIndex(t); diff != "" {
+	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
 		t.Fatalf("after the replay: %s", diff)
 	}
 	// A new group replays the whole topic: still nothing comes back.
 	r := s.startIndexer(t, "replay", infra.NewGroup(t))
 	r.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
 	r.stop()
-	if diff := s.diffIndex(t); diff != "" {
+	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
 		t.Fatalf("after a replay with a new group: %s", diff)
 	}
 }
@@ -254,7 +254,7 @@ func TestIndexerSkipsOtherEvents(t *testing.T) {
 	if lag := groupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group lag %d after skipping %d events, want 0", lag, len(others))
 	}
-	if n := len(s.documents(t)); n != 0 {
+	if n := len(infra.IndexedItems(t, s.alias)); n != 0 {
 		t.Fatalf("%d documents in the index", n)
 	}
 }
