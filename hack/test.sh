@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, builds (or takes from the cache) the envtest
-# control plane, starts real Postgres, Apache Kafka and OpenSearch servers, runs every Go
-# test against them, and stops everything it started, also on failure or Ctrl-C.
+# control plane, starts a real single-node Kubernetes with the project's image on it (when
+# the end-to-end tests are among the packages; needs root), real Postgres, Apache Kafka
+# and OpenSearch servers, runs every Go test against them, and stops everything it
+# started, also on failure or Ctrl-C.
 #   hack/test.sh [PKG...]            run the tests (default ./...)
 #   hack/test.sh --bench [PKG...]    run the benchmarks instead (`make bench`)
 set -euo pipefail
@@ -16,11 +18,11 @@ pkgs=("$@")
 started=$SECONDS
 hack/install-deps.sh
 
-log "step 1/4: envtest control plane (kube-apiserver + etcd)"
+log "step 1/5: envtest control plane (kube-apiserver + etcd)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
 
-log "step 2/4: generated code and manifests, the installer (dist/install.yaml), gofmt"
+log "step 2/5: generated code and manifests, the installer (dist/install.yaml), gofmt"
 tree_sum() { find api config -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
 before=$(tree_sum)
 make --no-print-directory generate manifests build-installer >/dev/null
@@ -37,6 +39,7 @@ cleanup() {
   trap - EXIT
   trap '' INT TERM # a second Ctrl-C must not interrupt the cleanup (children inherit this)
   log "stopping the test stack"
+  hack/node.sh stop "$state/node" || true
   hack/test-stack.sh down "$state" || true
   rm -rf "$state" 2>/dev/null || true
   exit "$rc"
@@ -45,12 +48,25 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "step 3/4: starting real Postgres, Apache Kafka and OpenSearch"
+# The end-to-end tests (test/e2e) need the node; other packages do not.
+if [[ $mode == test ]] && go list "${pkgs[@]}" | grep -q '/test/e2e$'; then
+  log "step 3/5: a real single node (kubelet, containerd; the first run builds it) with the project's image"
+  node_env=$(hack/node.sh start "$state/node") # (an eval of a failed $(...) would not stop the script)
+  eval "$node_env"
+  export ATLAS_TEST_NODE_KUBECONFIG=$KUBECONFIG ATLAS_TEST_NODE_HOST_IP=$ATLAS_NODE_HOST_IP ATLAS_TEST_NODE_IMAGE=atlas-operator:dev
+  unset KUBECONFIG # the node is for test/e2e; nothing else may pick it up by accident
+  make --no-print-directory image IMG="$ATLAS_TEST_NODE_IMAGE" >/dev/null
+  hack/node.sh load "$state/node" dist/atlas-image.tar 2>/dev/null
+else
+  log "step 3/5: no end-to-end tests among the packages: no node"
+fi
+
+log "step 4/5: starting real Postgres, Apache Kafka and OpenSearch"
 chmod 0755 "$state" # the postgres OS user must reach its data directory inside
 exports=$(hack/test-stack.sh up "$state")
 eval "$exports"
 
-log "step 4/4: go $mode ${pkgs[*]}"
+log "step 5/5: go $mode ${pkgs[*]}"
 if [[ $mode == bench ]]; then
   go test -run '^$' -bench . -benchmem -count=1 -p 1 -timeout 60m "${pkgs[@]}"
 else

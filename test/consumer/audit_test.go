@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/test/infra"
@@ -27,7 +26,7 @@ func TestAuditEveryEventOnceAndReplay(t *testing.T) {
 	assertRowMatchesEnvelope(t, s, envs[len(envs)/2])
 	c.stop()
 	// After SIGTERM everything processed is committed: the group has no lag.
-	if lag := groupLag(t, group, s.topic); lag != 0 {
+	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group %s has a lag of %d after a clean stop, want 0", group, lag)
 	}
 
@@ -42,36 +41,6 @@ func TestAuditEveryEventOnceAndReplay(t *testing.T) {
 }
 
 // groupLag is the group's total lag on topic, from its committed offsets.
-func groupLag(t *testing.T, group, topic string) int64 {
-	t.Helper()
-	return groupLagTB(t, group, topic)
-}
-
-func groupLagTB(t testing.TB, group, topic string) int64 {
-	t.Helper()
-	adm := kadm.NewClient(infra.KafkaClient(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
-	if err != nil {
-		t.Fatalf("fetch offsets of %s: %v", group, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
-	}
-	var lag int64
-	ends.Each(func(o kadm.ListedOffset) {
-		c, ok := committed.Lookup(topic, o.Partition)
-		if !ok || c.At < 0 {
-			lag += o.Offset
-			return
-		}
-		lag += o.Offset - c.At
-	})
-	return lag
-}
-
 // assertRowMatchesEnvelope checks one row's typed columns against the envelope.
 func assertRowMatchesEnvelope(t *testing.T, s *setup, env *event.Envelope) {
 	t.Helper()

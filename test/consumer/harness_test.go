@@ -219,7 +219,7 @@ func (p *consumerProc) killWhileWorking(rng *rand.Rand, produced <-chan struct{}
 		}
 		select {
 		case <-produced:
-			if groupLagTB(p.t, group, topic) == 0 {
+			if infra.GroupLag(p.t, group, topic) == 0 {
 				return false
 			}
 		default:

@@ -54,7 +54,7 @@ func BenchmarkIndexer200k(b *testing.B) {
 	w := s.startMode(b, "indexer", "warm-up", warmGroup, "--elasticsearch-addresses", s.searchURL, "--elasticsearch-index", warmAlias,
 		"--elasticsearch-opensearch", "--batch-size", "4000", "--bulk-concurrency", concurrency)
 	w.waitMetric("atlas_consumer_records_consumed_total", float64(len(stream)), 20*time.Minute)
-	for groupLagTB(b, warmGroup, s.topic) > 0 {
+	for infra.GroupLag(b, warmGroup, s.topic) > 0 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	w.stop()
@@ -71,7 +71,7 @@ func BenchmarkIndexer200k(b *testing.B) {
 	c := s.startIndexer(b, "indexer", group, "--batch-size", "4000", "--bulk-concurrency", concurrency, "--log-level", cmp.Or(os.Getenv("ATLAS_BENCH_LOG_LEVEL"), "info"))
 	start = time.Now()
 	c.waitMetric("atlas_consumer_records_consumed_total", float64(len(stream)), 20*time.Minute)
-	for groupLagTB(b, group, s.topic) > 0 {
+	for infra.GroupLag(b, group, s.topic) > 0 {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ours := time.Since(start)

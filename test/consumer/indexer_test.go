@@ -251,7 +251,7 @@ func TestIndexerSkipsOtherEvents(t *testing.T) {
 		}
 	}
 	c.stop()
-	if lag := groupLag(t, group, s.topic); lag != 0 {
+	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group lag %d after skipping %d events, want 0", lag, len(others))
 	}
 	if n := len(infra.IndexedItems(t, s.alias)); n != 0 {
@@ -308,7 +308,7 @@ func TestIndexerDeadLettersRejectedDocuments(t *testing.T) {
 		t.Fatalf("%d events recorded as applied, want the 5 that were indexed", processed)
 	}
 	c.stop()
-	if lag := groupLag(t, group, s.topic); lag != 0 {
+	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group lag %d, want 0", lag)
 	}
 }

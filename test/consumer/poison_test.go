@@ -232,7 +232,7 @@ func TestAuditWaitsForTheDeadLetterTopic(t *testing.T) {
 		t.Fatalf("/readyz = %d while the dead-letter topic is missing, want 503", code)
 	}
 	// Nothing of the poison record's batch may be committed yet.
-	if lag := groupLag(t, group, s.topic); lag < 1 {
+	if lag := infra.GroupLag(t, group, s.topic); lag < 1 {
 		t.Fatalf("group lag %d: an offset moved past the record that could not be dead-lettered", lag)
 	}
 	infra.CreateTopic(t, s.dlq, 1)
@@ -241,7 +241,7 @@ func TestAuditWaitsForTheDeadLetterTopic(t *testing.T) {
 	s.assertExactly(t, append(append([]*event.Envelope(nil), before...), after...))
 	readTopic(t, s.dlq, 1, 30*time.Second)
 	c.stop()
-	if lag := groupLag(t, group, s.topic); lag != 0 {
+	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group lag %d after recovery and a clean stop, want 0", lag)
 	}
 }

@@ -75,3 +75,49 @@ func NewGroup(t testing.TB) string {
 	t.Helper()
 	return UniqueName(t, "g", 200)
 }
+
+// Published returns the number of records on the topic: the sum of its partitions' end
+// offsets.
+func Published(t testing.TB, topic string) int64 {
+	t.Helper()
+	adm := kadm.NewClient(KafkaClient(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// GroupLag returns the group's lag on the topic: records past its committed offsets
+// (all of a partition's records where it committed none).
+func GroupLag(t testing.TB, group, topic string) int64 {
+	t.Helper()
+	adm := kadm.NewClient(KafkaClient(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	committed, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		t.Fatalf("fetch offsets of %s: %v", group, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	var lag int64
+	ends.Each(func(o kadm.ListedOffset) {
+		c, ok := committed.Lookup(topic, o.Partition)
+		if !ok || c.At < 0 {
+			lag += o.Offset
+			return
+		}
+		lag += o.Offset - c.At
+	})
+	return lag
+}

@@ -1,0 +1,467 @@
+// Package e2e_test runs the whole system on one machine: the operator (the real `atlas
+// manager` binary) against a real single-node Kubernetes (hack/node.sh: kube-apiserver,
+// controller-manager, scheduler, kubelet, containerd), whose pods run the project's own
+// image and consume from the real Apache Kafka broker into the real Postgres and
+// OpenSearch of the test stack. The AtlasConsumers are config/samples, given this
+// machine's addresses; every test works in a namespace, topic, database and index of its
+// own.
+//
+// `make test` starts the node and loads the image (hack/test.sh); to run these tests by
+// hand, see the message of a missing ATLAS_TEST_NODE_* variable.
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/migrations"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// Environment of the node, exported by hack/test.sh.
+const (
+	envNodeKubeconfig = "ATLAS_TEST_NODE_KUBECONFIG"
+	envNodeHostIP     = "ATLAS_TEST_NODE_HOST_IP"
+	envNodeImage      = "ATLAS_TEST_NODE_IMAGE"
+	howToGetNode      = "start a node with `eval \"$(hack/node.sh start /tmp/atlas-node)\"` (as root), " +
+		"load the image with `make image && hack/node.sh load /tmp/atlas-node dist/atlas-image.tar`, start the test stack " +
+		"with ATLAS_NODE_HOST_IP set (so pods reach it), and export " + envNodeKubeconfig + "=$KUBECONFIG " +
+		envNodeHostIP + "=$ATLAS_NODE_HOST_IP " + envNodeImage + "=atlas-operator:dev"
+)
+
+// cluster is the node and the operator managing it, shared by the package's tests.
+type cluster struct {
+	kubeconfig string
+	hostIP     string // the host as pods reach it
+	image      string
+	kubectlBin string
+	client     client.Client
+	operator   *exec.Cmd
+	opLog      string
+}
+
+var shared struct {
+	once sync.Once
+	c    *cluster
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if c := shared.c; c != nil && c.operator != nil {
+		_ = c.operator.Process.Signal(syscall.SIGTERM)
+		_ = c.operator.Wait()
+	}
+	os.Exit(code)
+}
+
+// theCluster returns the node with the CRD installed and the operator running, starting
+// the operator on first use.
+func theCluster(t testing.TB) *cluster {
+	t.Helper()
+	c := &cluster{
+		kubeconfig: infra.Require(t, envNodeKubeconfig, "Kubernetes node", howToGetNode),
+		hostIP:     infra.Require(t, envNodeHostIP, "Kubernetes node", howToGetNode),
+		image:      infra.Require(t, envNodeImage, "image loaded on the node", howToGetNode),
+		kubectlBin: filepath.Join(infra.Require(t, infra.EnvKubebuilderAssets, "kubectl", "run `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)`"), "kubectl"),
+	}
+	atlas := infra.AtlasBinary(t)
+	root := infra.RepoRoot(t)
+	shared.once.Do(func() { shared.c, shared.err = c, c.start(atlas, root) })
+	if shared.err != nil {
+		t.Fatalf("start the operator on the node: %v", shared.err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("operator log (last lines of %s):\n%s", shared.c.opLog, tail(shared.c.opLog, 40))
+		}
+	})
+	return shared.c
+}
+
+func (c *cluster) start(atlas, root string) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", c.kubeconfig, err)
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := atlasv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if c.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	// as `make install` does
+	if out, err := c.kubectlErr(nil, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
+		return fmt.Errorf("install the CRD: %w: %s", err, out)
+	}
+	if out, err := c.kubectlErr(nil, "wait", "--for=condition=Established", "crd/atlasconsumers.events.atlas.io", "--timeout=30s"); err != nil {
+		return fmt.Errorf("CRD not established: %w: %s", err, out)
+	}
+	logFile, err := os.CreateTemp("", "atlas-e2e-operator-*.log")
+	if err != nil {
+		return err
+	}
+	c.opLog = logFile.Name()
+	c.operator = exec.Command(atlas, "manager", "--kubeconfig", c.kubeconfig, "--consumer-image", c.image,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--lag-timeout", "3s")
+	c.operator.Stdout, c.operator.Stderr = logFile, logFile
+	if err := c.operator.Start(); err != nil {
+		return fmt.Errorf("start atlas manager: %w", err)
+	}
+	return nil
+}
+
+// kubectl runs the real kubectl against the node and returns its standard output; it
+// fails the test when kubectl fails.
+func (c *cluster) kubectl(t testing.TB, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := c.kubectlErr(stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *cluster) kubectlErr(stdin []byte, args ...string) (string, error) {
+	cmd := exec.Command(c.kubectlBin, append([]string{"--kubeconfig", c.kubeconfig}, args...)...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
+}
+
+// system is a test's own slice of the whole system: a namespace on the node, a topic of
+// six partitions (and its dead-letter topic), a migrated database and a search index,
+// with the Secrets the samples reference.
+type system struct {
+	*cluster
+	ns        string
+	topic     string
+	dsn       string // as the test reaches the database
+	pool      *pgxpool.Pool
+	podDSN    string // as pods reach it
+	index     string
+	searchURL string // as pods reach the search server
+}
+
+const partitions = 6
+
+func newSystem(t testing.TB) *system {
+	t.Helper()
+	c := theCluster(t)
+	s := &system{cluster: c}
+	s.ns = strings.ReplaceAll(infra.UniqueName(t, "e2e", 40), "_", "-")
+	s.topic = infra.NewTopic(t, partitions)
+	infra.CreateTopic(t, s.topic+".dlq", 1)
+	s.dsn = infra.NewDatabase(t)
+	s.pool = infra.NewPoolFor(t, s.dsn)
+	s.podDSN = withHost(t, s.dsn, c.hostIP)
+	s.index = infra.NewIndexName(t)
+	infra.DeleteIndexAfter(t, s.index+"-v1") // the versioned index behind the alias
+	s.searchURL = withHost(t, infra.SearchURL(t), c.hostIP)
+	// The items table exists before any pod runs, as in production (the Atlas API owns it);
+	// the pods' init containers find the schema current.
+	m, err := migrations.Open(s.dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+
+	ctx := context.Background()
+	if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("namespace %s at the end:\n%s", s.ns, c.kubectl(t, nil, "-n", s.ns, "get", "ac,deploy,pods,events", "-o", "wide"))
+			t.Logf("consumer logs:\n%s", s.podLogs(t))
+		}
+		// pods go with the namespace; the test's database and topic are dropped after
+		_ = c.client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}})
+	})
+	for _, sec := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Name: "atlas-postgres"}, StringData: map[string]string{"dsn": s.podDSN}},
+		// the test's OpenSearch runs without security: an empty credentials Secret
+		{ObjectMeta: metav1.ObjectMeta{Name: "atlas-search"}},
+	} {
+		sec.Namespace = s.ns
+		if err := c.client.Create(ctx, sec); err != nil {
+			t.Fatalf("create Secret %s: %v", sec.Name, err)
+		}
+	}
+	return s
+}
+
+// withHost returns the URL with its host (not its port) replaced.
+func withHost(t testing.TB, raw, host string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatalf("parse %q: %v", raw, err)
+	}
+	u.Host = host + ":" + u.Port()
+	return u.String()
+}
+
+// applySample applies config/samples/events_v1alpha1_atlasconsumer_<name>.yaml with the
+// kubectl, given this system's addresses, its own consumer group and index, and the
+// fields in set (dotted paths under spec, e.g. "autoscaling.lagPerReplica"; nil removes one).
+func (s *system) applySample(t testing.TB, name string, set map[string]any) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(infra.RepoRoot(t), "config", "samples", "events_v1alpha1_atlasconsumer_"+name+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj unstructured.Unstructured
+	if err := yaml.Unmarshal(raw, &obj.Object); err != nil {
+		t.Fatalf("sample %s: %v", name, err)
+	}
+	fields := map[string]any{
+		"kafka.bootstrapServers": infra.KafkaBrokers(t),
+		"kafka.topic":            s.topic,
+		"kafka.groupID":          "atlas." + s.ns + "." + name,
+	}
+	if name == "indexer" {
+		fields["elasticsearch.addresses"] = []any{s.searchURL}
+		fields["elasticsearch.openSearch"] = true
+		fields["elasticsearch.index"] = s.index
+	}
+	for k, v := range set {
+		fields[k] = v
+	}
+	for path, v := range fields {
+		keys := append([]string{"spec"}, strings.Split(path, ".")...)
+		if v == nil {
+			unstructured.RemoveNestedField(obj.Object, keys...)
+			continue
+		}
+		if strs, ok := v.([]string); ok {
+			v = toAny(strs)
+		}
+		if err := unstructured.SetNestedField(obj.Object, v, keys...); err != nil {
+			t.Fatalf("set spec.%s: %v", path, err)
+		}
+	}
+	doc, err := json.Marshal(obj.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.kubectl(t, doc, "-n", s.ns, "apply", "--server-side", "-f", "-")
+}
+
+func toAny(strs []string) []any {
+	out := make([]any, len(strs))
+	for i, s := range strs {
+		out[i] = s
+	}
+	return out
+}
+
+// produce publishes n generated events to the system's topic with `atlas produce
+// --generate --apply-items` (which writes each item change to the items table first, as
+// the Atlas API does), at most rate events/s (0: as fast as it can). It returns when
+// every event is published.
+func (s *system) produce(t testing.TB, n int, rate int) {
+	t.Helper()
+	if err := s.produceCmd(t, n, rate).Run(); err != nil {
+		t.Fatalf("atlas produce %d events: %v", n, err)
+	}
+}
+
+func (s *system) produceCmd(t testing.TB, n int, rate int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(infra.AtlasBinary(t), "produce", "--kafka-brokers", strings.Join(infra.KafkaBrokers(t), ","),
+		"--topic", s.topic, "--generate", fmt.Sprint(n), "--rate", fmt.Sprint(rate), "--apply-items", "--progress", "never")
+	cmd.Env = append(os.Environ(), "ATLAS_POSTGRES_DSN="+s.dsn)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd
+}
+
+// auditRows returns the number of rows of audit_events and of distinct event ids in it.
+func (s *system) auditRows(t testing.TB) (rows, distinct int64) {
+	t.Helper()
+	if err := s.pool.QueryRow(context.Background(),
+		`SELECT count(*), count(DISTINCT event_id) FROM audit_events`).Scan(&rows, &distinct); err != nil {
+		t.Fatalf("count audit_events: %v", err)
+	}
+	return rows, distinct
+}
+
+// waitAudited waits until audit_events holds every published event exactly once: as many
+// rows as records on the topic, no event twice, every one from this topic.
+func (s *system) waitAudited(t testing.TB, want int64, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "every event audited once", func() error {
+		rows, distinct := s.auditRows(t)
+		if rows != want || distinct != want {
+			return fmt.Errorf("%d rows, %d distinct event ids; want %d", rows, distinct, want)
+		}
+		return nil
+	})
+	var offsets int64
+	if err := s.pool.QueryRow(context.Background(),
+		`SELECT count(DISTINCT (kafka_partition, kafka_offset)) FROM audit_events WHERE kafka_topic = $1`, s.topic).Scan(&offsets); err != nil {
+		t.Fatal(err)
+	}
+	if offsets != want {
+		t.Fatalf("audit rows come from %d distinct topic offsets, want %d (one per record)", offsets, want)
+	}
+}
+
+// waitIndexed waits until the index holds exactly the live items of the table.
+func (s *system) waitIndexed(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, "the index equals the items table", func() error {
+		if diff := infra.IndexDiff(t, s.pool, s.index); diff != "" {
+			return fmt.Errorf("%s", diff)
+		}
+		return nil
+	})
+}
+
+// consumer returns the AtlasConsumer as the API server has it.
+func (s *system) consumer(t testing.TB, name string) *atlasv1alpha1.AtlasConsumer {
+	t.Helper()
+	ac := &atlasv1alpha1.AtlasConsumer{}
+	if err := s.client.Get(context.Background(), client.ObjectKey{Namespace: s.ns, Name: name}, ac); err != nil {
+		t.Fatalf("get AtlasConsumer %s: %v", name, err)
+	}
+	return ac
+}
+
+// pods returns the consumer's pods (by the selector its status publishes for the scale
+// subresource), terminating ones included.
+func (s *system) pods(t testing.TB, name string) []corev1.Pod {
+	t.Helper()
+	ac := s.consumer(t, name)
+	if ac.Status.Selector == "" {
+		return nil
+	}
+	sel, err := labels.Parse(ac.Status.Selector)
+	if err != nil {
+		t.Fatalf("status.selector %q: %v", ac.Status.Selector, err)
+	}
+	var list corev1.PodList
+	if err := s.client.List(context.Background(), &list, client.InNamespace(s.ns), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// waitRunning waits until the consumer has exactly n pods, each Ready, and its
+// Deployment and status agree.
+func (s *system) waitRunning(t testing.TB, name string, n int32, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, fmt.Sprintf("%s runs %d ready pods", name, n), func() error {
+		var dep appsv1.Deployment
+		if err := s.client.Get(context.Background(), client.ObjectKey{Namespace: s.ns, Name: name}, &dep); err != nil {
+			return err
+		}
+		if dep.Spec.Replicas == nil || *dep.Spec.Replicas != n || dep.Status.ReadyReplicas != n || dep.Status.Replicas != n {
+			return fmt.Errorf("Deployment wants %v replicas, has %d, %d ready", ptrString(dep.Spec.Replicas), dep.Status.Replicas, dep.Status.ReadyReplicas)
+		}
+		ready := 0
+		pods := s.pods(t, name)
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				ready++
+			}
+		}
+		if len(pods) != int(n) || ready != int(n) {
+			return fmt.Errorf("%d pods, %d ready", len(pods), ready)
+		}
+		if ac := s.consumer(t, name); ac.Status.ReadyReplicas != n {
+			return fmt.Errorf("status.readyReplicas %d", ac.Status.ReadyReplicas)
+		}
+		return nil
+	})
+}
+
+func ptrString(p *int32) string {
+	if p == nil {
+		return "nil"
+	}
+	return fmt.Sprint(*p)
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// podLogs returns the last lines of every consumer container's log in the namespace.
+func (s *system) podLogs(t testing.TB) string {
+	t.Helper()
+	out, _ := s.kubectlErr(nil, "-n", s.ns, "logs", "-l", "app.kubernetes.io/name=atlas-consumer", "--all-containers", "--prefix", "--tail", "15")
+	return out
+}
+
+// eventually polls cond every 250ms until it returns nil or the timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
