@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
