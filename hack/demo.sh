@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# `make demo`: the local, embedded default stack on this machine.
-#   hack/demo.sh        start PostgreSQL (migrated), an embedded Kafka broker (kfake), OpenSearch
-#                       and a Kubernetes API server with the AtlasConsumer CRD, run the operator
-#                       against it, apply config/samples, publish generated events, report what
-#                       is up, and run until Ctrl-C
-#   hack/demo.sh down   stop what a demo left running
-# DEMO_ONCE=1 reports and stops instead of waiting for Ctrl-C.
-# Running the consumer Deployments' pods on this machine is the demo issue's next step.
+# `make demo`: the whole Atlas consumer system on this machine, shown working.
+#   hack/demo.sh        start a real single-node Kubernetes (hack/node.sh) with the project's
+#                       image on it, PostgreSQL (migrated), an embedded Kafka broker with the
+#                       events topic (6 partitions) and OpenSearch; run the operator; apply
+#                       config/samples (audit, and indexer with autoscaling), whose pods run on
+#                       the node; publish bursts of generated events and show live what
+#                       happens; on Ctrl-C print a summary whose counts must agree, then stop
+#                       everything
+#   hack/demo.sh down   stop what a demo left running (`make demo-down`)
+# DEMO_ONCE=1: one burst, then the summary once the indexer is back at one pod.
+# Needs root (containerd and the kubelet). State and logs: $ATLAS_DEMO_DIR (/tmp/atlas-demo).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-# Under /tmp, not the cache: the postgres OS user (when run as root) must reach its data.
-state="${ATLAS_DEMO_DIR:-${TMPDIR:-/tmp}/atlas-demo}"
+# Under /tmp, not the cache: the postgres OS user (when run as root) must reach its data;
+# and short, for containerd's socket paths.
+state="${ATLAS_DEMO_DIR:-/tmp/atlas-demo}"
+namespace=atlas-demo
 
 stop_all() {
   [[ -d $state ]] || return 0
   local f
-  for f in "$state"/manager.pid "$state"/kafka.pid "$state"/kube.pid; do
+  for f in "$state"/manager.pid "$state"/kafka.pid; do
     [[ -f $f ]] && stop_pid "$(cat "$f")" "$(basename "$f" .pid)" && rm -f "$f"
   done
+  hack/node.sh stop "$state/node"
   hack/opensearch.sh stop "$state/opensearch"
   hack/postgres.sh stop "$state/postgres"
   return 0
@@ -32,100 +38,96 @@ if [[ ${1:-} == down ]]; then
   exit 0
 fi
 
+[[ $(id -u) == 0 ]] || die "make demo runs a Kubernetes node (containerd, the kubelet): run it as root"
 hack/install-deps.sh
 stop_all
 rm -rf "$state"
 mkdir -p "$state"
 chmod 0755 "$state"
 echo $$ >"$state/demo.pid"
-trap 'trap - EXIT; trap "" INT TERM; log "stopping the demo stack"; stop_all' EXIT
+trap 'trap - EXIT; trap "" INT TERM; log "stopping everything the demo started"; stop_all' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "1/6 control-plane binaries (the first run builds them: ~12 minutes, cached afterwards)"
+log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler and controller-manager"
+log "    (a fresh machine builds them from source with progress shown: ~15 minutes; cached afterwards)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
-export KUBEBUILDER_ASSETS
-[[ -x bin/atlas ]] || make --no-print-directory build
+hack/node-binaries.sh >/dev/null
+make --no-print-directory build image >/dev/null
+go build -o "$state/demoview" ./hack/demoview
+kubectl="$KUBEBUILDER_ASSETS/kubectl"
 
-log "2/6 starting PostgreSQL, embedded Kafka, OpenSearch and the Kubernetes API"
+log "2/6 a Kubernetes node on this machine, with the atlas image imported"
+node_env=$(hack/node.sh start "$state/node") # (an eval of a failed $(...) would not stop the script)
+eval "$node_env"
+hack/node.sh load "$state/node" dist/atlas-image.tar 2>/dev/null
+host=$ATLAS_NODE_HOST_IP # the host as pods reach it
+
+log "3/6 PostgreSQL, Kafka (embedded, topic with 6 partitions) and OpenSearch, reachable from the pods at $host"
 pg_url=$(hack/postgres.sh start "$state/postgres")
-search_url=$(hack/opensearch.sh start "$state/opensearch")
 kafka_port=$(free_port)
-nohup bin/atlas dev kafka --port "$kafka_port" --data-dir "$state/kafka" >"$state/kafka.log" 2>&1 &
+# setsid: a Ctrl-C in the terminal reaches the live view (which then prints the summary),
+# not the servers it reads from; the EXIT trap stops them afterwards.
+setsid bin/atlas dev kafka --host "$host" --port "$kafka_port" --partitions 6 --data-dir "$state/kafka" >"$state/kafka.log" 2>&1 </dev/null &
 echo $! >"$state/kafka.pid"
-go build -o "$state/devkube" ./hack/devkube
-nohup "$state/devkube" --write-kubeconfig "$state/kubeconfig" >"$state/kube.log" 2>&1 &
-echo $! >"$state/kube.pid"
-wait_port 127.0.0.1 "$kafka_port" 30 || die "embedded kafka did not start: $(cat "$state/kafka.log")"
-for _ in $(seq 1 600); do [[ -s $state/kubeconfig ]] && break; sleep 0.1; done
-[[ -s $state/kubeconfig ]] || die "kube-apiserver did not start: $(cat "$state/kube.log")"
+search_url=$(hack/opensearch.sh start "$state/opensearch")
+wait_port "$host" "$kafka_port" 30 || die "the embedded Kafka broker did not start: $(cat "$state/kafka.log")"
+brokers="$host:$kafka_port"
 
-log "3/6 migrations, then the operator against the local Kubernetes API"
+log "4/6 migrations, the AtlasConsumer CRD, and the operator (atlas manager) against the node"
 ATLAS_POSTGRES_DSN="$pg_url" bin/atlas migrate up --log-level warn
-kubectl="$KUBEBUILDER_ASSETS/kubectl --kubeconfig $state/kubeconfig"
+$kubectl apply --server-side -f config/crd/bases >/dev/null
+$kubectl wait --for=condition=Established crd/atlasconsumers.events.atlas.io --timeout=30s >/dev/null
 metrics_port=$(free_port)
-nohup bin/atlas manager --kubeconfig "$state/kubeconfig" --consumer-image atlas-operator:dev \
+setsid bin/atlas manager --kubeconfig "$KUBECONFIG" --consumer-image atlas-operator:dev \
   --metrics-bind-address "127.0.0.1:$metrics_port" --metrics-secure=false --health-probe-bind-address 0 \
-  >"$state/manager.log" 2>&1 &
+  >"$state/manager.log" 2>&1 </dev/null &
 echo $! >"$state/manager.pid"
 wait_port 127.0.0.1 "$metrics_port" 30 || die "the operator did not start: $(cat "$state/manager.log")"
 
-log "4/6 applying config/samples (addresses of this stack) in namespace atlas-demo"
-$kubectl create namespace atlas-demo >/dev/null
-$kubectl -n atlas-demo create secret generic atlas-postgres --from-literal=dsn="$pg_url" >/dev/null
-$kubectl -n atlas-demo create secret generic atlas-search >/dev/null # OpenSearch here runs without security
+log "5/6 config/samples, with this machine's addresses, in namespace $namespace"
+$kubectl create namespace "$namespace" >/dev/null
+$kubectl -n "$namespace" create secret generic atlas-postgres --from-literal=dsn="${pg_url/127.0.0.1/$host}" >/dev/null
+$kubectl -n "$namespace" create secret generic atlas-search >/dev/null # this OpenSearch runs without security
 mkdir -p "$state/samples"
 cp config/samples/events_v1alpha1_atlasconsumer_*.yaml "$state/samples/"
 cat >"$state/samples/kustomization.yaml" <<KUSTOMIZE
-namespace: atlas-demo
+namespace: $namespace
 resources:
 - events_v1alpha1_atlasconsumer_audit.yaml
 - events_v1alpha1_atlasconsumer_indexer.yaml
 patches:
 - target: {kind: AtlasConsumer}
   patch: |-
-    - {op: replace, path: /spec/kafka/bootstrapServers, value: ["127.0.0.1:$kafka_port"]}
+    - {op: replace, path: /spec/kafka/bootstrapServers, value: ["$brokers"]}
+# The indexer's scaling in demo time: lag looked at every 5s, one pod per 2,000 records of
+# lag, 30s before scaling down; small batches make one pod slower than a burst.
 - target: {kind: AtlasConsumer, name: indexer}
   patch: |-
-    - {op: replace, path: /spec/elasticsearch/addresses, value: ["$search_url"]}
+    - {op: replace, path: /spec/elasticsearch/addresses, value: ["${search_url/127.0.0.1/$host}"]}
     - {op: add, path: /spec/elasticsearch/openSearch, value: true}
-    - {op: replace, path: /spec/autoscaling/lagPerReplica, value: 500}
+    - {op: replace, path: /spec/autoscaling/lagPerReplica, value: 2000}
     - {op: replace, path: /spec/autoscaling/pollInterval, value: 5s}
     - {op: replace, path: /spec/autoscaling/scaleDownStabilization, value: 30s}
+    - {op: add, path: /spec/batch, value: {size: 10}}
 KUSTOMIZE
 $kubectl apply --server-side -k "$state/samples"
+$kubectl -n "$namespace" wait --for=condition=Ready ac/audit ac/indexer --timeout=3m >/dev/null ||
+  die "the consumers did not become ready: $($kubectl -n "$namespace" get ac,deploy,pods 2>&1)"
+$kubectl -n "$namespace" get ac,pods -o wide | sed 's/^/    /'
 
-log "5/6 publishing 2,000 generated domain events"
-ATLAS_POSTGRES_DSN="$pg_url" bin/atlas produce --kafka-brokers "127.0.0.1:$kafka_port" --generate 2000 --apply-items --progress never
-log "   waiting for the operator's next lag poll (every 5s for the indexer)"
-for _ in $(seq 1 100); do
-  [[ $($kubectl -n atlas-demo get ac indexer -o jsonpath='{.status.lag.total}' 2>/dev/null) -gt 0 ]] 2>/dev/null && break
-  sleep 0.2
-done
-
-log "6/6 what is up"
 cat <<REPORT
 
-  PostgreSQL     $pg_url
-                 $(psql "$pg_url" -Atc 'select version()' | cut -d, -f1)
-  Kafka (kfake)  127.0.0.1:$kafka_port   topic atlas.domain-events.v1
-  OpenSearch     $search_url   $(curl -fsS "$search_url" | python3 -c 'import json,sys; v=json.load(sys.stdin)["version"]; print(v.get("distribution","elasticsearch"), v["number"])')
-  Kubernetes     $($kubectl version -o json | python3 -c 'import json,sys; print("kube-apiserver", json.load(sys.stdin)["serverVersion"]["gitVersion"])')
-                 CRD: $($kubectl get crd -o name | tr '\n' ' ')
-  kubeconfig     $state/kubeconfig
-  operator       atlas manager, metrics http://127.0.0.1:$metrics_port/metrics, log $state/manager.log
-
-$($kubectl -n atlas-demo get ac,deployments,services 2>&1 | sed 's/^/  /')
-
-  The operator reconciled both AtlasConsumers into Deployments and scales the indexer on
-  its lag; running those Deployments' pods on this machine (a local node) is the demo
-  issue's next step. Stop with Ctrl-C or 'make demo-down'.
+    Kubernetes  $($kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), node $($kubectl get nodes -o name | cut -d/ -f2); export KUBECONFIG=$KUBECONFIG
+    PostgreSQL  $pg_url
+    Kafka       $brokers (embedded), topic atlas.domain-events.v1
+    OpenSearch  $search_url
+    operator    log $state/manager.log, metrics http://127.0.0.1:$metrics_port/metrics
 
 REPORT
-
-if [[ ${DEMO_ONCE:-} == 1 ]]; then exit 0; fi
-log "running; Ctrl-C stops everything"
-while :; do
-  sleep 3600 &
-  wait $! # returns at once on a signal, so the EXIT trap stops the stack
-done
+log "6/6 bursts of generated events; the live view follows (Ctrl-C: summary, then everything stops)"
+sleep 2
+once=()
+[[ ${DEMO_ONCE:-} == 1 ]] && once=(--once)
+"$state/demoview" --kubeconfig "$KUBECONFIG" --namespace "$namespace" --kafka-brokers "$brokers" \
+  --postgres "$pg_url" --search "$search_url" --atlas bin/atlas --log "$state/produce.log" "${once[@]}"
