@@ -32,8 +32,15 @@ stop_all() {
 }
 
 if [[ ${1:-} == down ]]; then
-  # A running demo stops its own stack when signalled; then sweep whatever is left.
-  if [[ -f $state/demo.pid ]]; then stop_pid "$(cat "$state/demo.pid")" demo; fi
+  # The live view takes SIGTERM as a Ctrl-C: it prints its summary and exits, and the demo
+  # then stops its own stack. Whatever is left after that is swept.
+  view=$(pgrep -f "^$state/demoview " || true)
+  if [[ -n $view ]]; then stop_pid "$view" "live view"; fi
+  if [[ -f $state/demo.pid ]]; then
+    demo=$(cat "$state/demo.pid")
+    for _ in $(seq 1 60); do kill -0 "$demo" 2>/dev/null || break; sleep 1; done
+    if kill -0 "$demo" 2>/dev/null; then stop_pid "$demo" demo; fi
+  fi
   stop_all
   exit 0
 fi

@@ -96,17 +96,13 @@ func summary(out io.Writer, snap *snapshot, t *traffic) error {
 	}
 	audited := snap.produced == snap.auditRows
 	indexed := snap.liveItems == snap.documents
-	bursts := fmt.Sprintf("%d bursts", t.bursts())
-	if t.bursts() == 1 {
-		bursts = "1 burst"
-	}
-	fmt.Fprintf(out, "\nSummary (%s of up to %s events)\n", bursts, thousands(int64(t.cfg.burstSize)))
+	fmt.Fprintf(out, "\nSummary (%s of up to %s events)\n", plural(t.bursts(), "burst"), thousands(int64(t.cfg.burstSize)))
 	fmt.Fprintf(out, "  events produced %s, audit rows %s: %s\n", thousands(snap.produced), thousands(snap.auditRows), ok(audited))
 	fmt.Fprintf(out, "  items in Postgres %s, documents in the index %s: %s\n", thousands(snap.liveItems), thousands(snap.documents), ok(indexed))
 	for _, c := range snap.consumers {
 		n := snap.scaled[c.name]
-		fmt.Fprintf(out, "  %s: %d desired, %d ready, lag %s; scaled up %d times, down %d times\n",
-			c.name, c.desired, c.ready, lagText(c.lag), n[0], n[1])
+		fmt.Fprintf(out, "  %s: %d desired, %d ready, lag %s; scaled up %s, down %s\n",
+			c.name, c.desired, c.ready, lagText(c.lag), times(n[0]), times(n[1]))
 	}
 	for _, p := range snap.problems {
 		fmt.Fprintf(out, "  cannot read %s\n", p)
@@ -116,6 +112,16 @@ func summary(out io.Writer, snap *snapshot, t *traffic) error {
 	}
 	return nil
 }
+
+// plural: "1 burst", "2 bursts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func times(n int) string { return plural(n, "time") }
 
 func lagText(lag int64) string {
 	if lag < 0 {
