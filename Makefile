@@ -34,7 +34,7 @@ help: ## Display this help.
 ##@ Development
 
 .PHONY: demo
-demo: build ## Run the main job on a local embedded stack (Postgres, Kafka, OpenSearch, Kubernetes API).
+demo: build ## Run the whole system on this machine (a real node, the operator, both consumers), live; needs root.
 	bash hack/demo.sh
 
 .PHONY: demo-down

@@ -19,23 +19,25 @@ cd "$(dirname "$0")/.."
 state="${ATLAS_DEMO_DIR:-/tmp/atlas-demo}"
 namespace=atlas-demo
 
+# stop_all stops every part, whichever of them fails to stop.
 stop_all() {
   [[ -d $state ]] || return 0
   local f
   for f in "$state"/manager.pid "$state"/kafka.pid; do
-    [[ -f $f ]] && stop_pid "$(cat "$f")" "$(basename "$f" .pid)" && rm -f "$f"
+    if [[ -f $f ]]; then stop_pid "$(cat "$f")" "$(basename "$f" .pid)" || true; rm -f "$f"; fi
   done
-  hack/node.sh stop "$state/node"
-  hack/opensearch.sh stop "$state/opensearch"
-  hack/postgres.sh stop "$state/postgres"
+  hack/node.sh stop "$state/node" || log "the node did not stop cleanly: hack/node.sh stop $state/node"
+  hack/opensearch.sh stop "$state/opensearch" || true
+  hack/postgres.sh stop "$state/postgres" || true
   return 0
 }
 
 if [[ ${1:-} == down ]]; then
-  # The live view takes SIGTERM as a Ctrl-C: it prints its summary and exits, and the demo
-  # then stops its own stack. Whatever is left after that is swept.
+  # The live view takes SIGTERM as a Ctrl-C: it stops the burst, lets the consumers finish
+  # (2 minutes at most), prints its summary and exits; the demo then stops its own stack.
+  # Whatever is left after that is swept.
   view=$(pgrep -f "^$state/demoview " || true)
-  if [[ -n $view ]]; then stop_pid "$view" "live view"; fi
+  if [[ -n $view ]]; then stop_pid "$view" "live view" 180; fi
   if [[ -f $state/demo.pid ]]; then
     demo=$(cat "$state/demo.pid")
     for _ in $(seq 1 60); do kill -0 "$demo" 2>/dev/null || break; sleep 1; done
@@ -57,7 +59,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler and controller-manager"
-log "    (a fresh machine builds them from source with progress shown: ~15 minutes; cached afterwards)"
+log "    (a fresh machine builds them from source with progress shown: ~17 minutes; cached afterwards)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 hack/node-binaries.sh >/dev/null
 make --no-print-directory build image >/dev/null
@@ -67,7 +69,7 @@ kubectl="$KUBEBUILDER_ASSETS/kubectl"
 log "2/6 a Kubernetes node on this machine, with the atlas image imported"
 node_env=$(hack/node.sh start "$state/node") # (an eval of a failed $(...) would not stop the script)
 eval "$node_env"
-hack/node.sh load "$state/node" dist/atlas-image.tar 2>/dev/null
+hack/node.sh load "$state/node" dist/atlas-image.tar
 host=$ATLAS_NODE_HOST_IP # the host as pods reach it
 
 log "3/6 PostgreSQL, Kafka (embedded, topic with 6 partitions) and OpenSearch, reachable from the pods at $host"
@@ -83,8 +85,8 @@ brokers="$host:$kafka_port"
 
 log "4/6 migrations, the AtlasConsumer CRD, and the operator (atlas manager) against the node"
 ATLAS_POSTGRES_DSN="$pg_url" bin/atlas migrate up --log-level warn
-$kubectl apply --server-side -f config/crd/bases >/dev/null
-$kubectl wait --for=condition=Established crd/atlasconsumers.events.atlas.io --timeout=30s >/dev/null
+"$kubectl" apply --server-side -f config/crd/bases >/dev/null
+"$kubectl" wait --for=condition=Established crd/atlasconsumers.events.atlas.io --timeout=30s >/dev/null
 metrics_port=$(free_port)
 setsid bin/atlas manager --kubeconfig "$KUBECONFIG" --consumer-image atlas-operator:dev \
   --metrics-bind-address "127.0.0.1:$metrics_port" --metrics-secure=false --health-probe-bind-address 0 \
@@ -93,9 +95,9 @@ echo $! >"$state/manager.pid"
 wait_port 127.0.0.1 "$metrics_port" 30 || die "the operator did not start: $(cat "$state/manager.log")"
 
 log "5/6 config/samples, with this machine's addresses, in namespace $namespace"
-$kubectl create namespace "$namespace" >/dev/null
-$kubectl -n "$namespace" create secret generic atlas-postgres --from-literal=dsn="${pg_url/127.0.0.1/$host}" >/dev/null
-$kubectl -n "$namespace" create secret generic atlas-search >/dev/null # this OpenSearch runs without security
+"$kubectl" create namespace "$namespace" >/dev/null
+"$kubectl" -n "$namespace" create secret generic atlas-postgres --from-literal=dsn="${pg_url/127.0.0.1/$host}" >/dev/null
+"$kubectl" -n "$namespace" create secret generic atlas-search >/dev/null # this OpenSearch runs without security
 mkdir -p "$state/samples"
 cp config/samples/events_v1alpha1_atlasconsumer_*.yaml "$state/samples/"
 cat >"$state/samples/kustomization.yaml" <<KUSTOMIZE
@@ -118,14 +120,14 @@ patches:
     - {op: replace, path: /spec/autoscaling/scaleDownStabilization, value: 30s}
     - {op: add, path: /spec/batch, value: {size: 10}}
 KUSTOMIZE
-$kubectl apply --server-side -k "$state/samples"
-$kubectl -n "$namespace" wait --for=condition=Ready ac/audit ac/indexer --timeout=3m >/dev/null ||
-  die "the consumers did not become ready: $($kubectl -n "$namespace" get ac,deploy,pods 2>&1)"
-$kubectl -n "$namespace" get ac,pods -o wide | sed 's/^/    /'
+"$kubectl" apply --server-side -k "$state/samples"
+"$kubectl" -n "$namespace" wait --for=condition=Ready ac/audit ac/indexer --timeout=3m >/dev/null ||
+  die "the consumers did not become ready: $("$kubectl" -n "$namespace" get ac,deploy,pods 2>&1)"
+"$kubectl" -n "$namespace" get ac,pods -o wide | sed 's/^/    /'
 
 cat <<REPORT
 
-    Kubernetes  $($kubectl version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), node $($kubectl get nodes -o name | cut -d/ -f2); export KUBECONFIG=$KUBECONFIG
+    Kubernetes  $("$kubectl" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), node $("$kubectl" get nodes -o name | cut -d/ -f2); export KUBECONFIG=$KUBECONFIG
     PostgreSQL  $pg_url
     Kafka       $brokers (embedded), topic atlas.domain-events.v1
     OpenSearch  $search_url

@@ -57,17 +57,18 @@ POM
   touch "$dest/.complete"
 }
 
-# stop_pid PID NAME: SIGTERM, wait up to 20s, then SIGKILL. Never kills by name.
+# stop_pid PID NAME [SECONDS]: SIGTERM, wait up to SECONDS (default 20), then SIGKILL.
+# Never kills by name.
 stop_pid() {
-  local pid=$1 name=$2 i
+  local pid=$1 name=$2 secs=${3:-20} i
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 200; i++)); do
+  for ((i = 0; i < secs * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || { log "$name: stopped (pid $pid)"; return 0; }
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
-  log "$name: killed after 20s (pid $pid)"
+  log "$name: killed after ${secs}s (pid $pid)"
 }
 
 # with_heartbeat WHAT CMD...: runs CMD, logging "still WHAT" every 30s so a long silent

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -78,17 +79,22 @@ func run(cfg config) error {
 			snap := w.snapshot(ctx)
 			screen.draw(snap, traffic.status())
 			if cfg.once {
+				// Done when the burst is worked off and the indexer is back at its minimum
+				// (after its scale-up, or a minute after the burst if it never scaled), or
+				// when the burst failed.
 				sawScaleUp = sawScaleUp || snap.maxDesired() > 1
-				if sawScaleUp && traffic.bursts() >= 1 && snap.settled() {
+				finished, failed := traffic.finished()
+				if failed || (!finished.IsZero() && snap.settled() && (sawScaleUp || time.Since(finished) > time.Minute)) {
 					running = false
 				}
 			}
 		}
 	}
-	stop() // a second Ctrl-C now ends the program at once
+	stop()
 	traffic.stop()
 
-	// The consumers finish what was published, then the counts are compared.
+	// The consumers finish what was published, then the counts are compared; a second
+	// Ctrl-C (or SIGTERM) cuts the wait short.
 	finish, cancel := context.WithTimeout(context.Background(), cfg.settle)
 	defer cancel()
 	interrupted, cancelInt := signal.NotifyContext(finish, os.Interrupt, syscall.SIGTERM)
@@ -105,5 +111,12 @@ func run(cfg config) error {
 	w.refreshIndex(context.Background())
 	snap = w.snapshot(context.Background())
 	screen.draw(snap, "stopped")
-	return summary(os.Stdout, snap, traffic)
+	if err := summary(os.Stdout, snap, traffic); err != nil {
+		return err
+	}
+	_, failed := traffic.finished()
+	if failed {
+		return errors.New(traffic.status())
+	}
+	return nil
 }

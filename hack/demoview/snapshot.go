@@ -139,7 +139,8 @@ func (w *watcher) snapshot(parent context.Context) *snapshot {
 	problem := func(what string, err error) {
 		s.problems = append(s.problems, fmt.Sprintf("%s: %v", what, err))
 	}
-	// each source has two seconds of its own: one that is down does not hide the others
+	// Kafka, Postgres, the search server, the Kubernetes API and the groups' lag have two
+	// seconds each: one that is down does not hide the others.
 	var cancels []context.CancelFunc
 	defer func() {
 		for _, c := range cancels {
@@ -177,9 +178,12 @@ func (w *watcher) snapshot(parent context.Context) *snapshot {
 		if c.group == "" {
 			continue
 		}
-		if lag, err := scaling.ReadLag(lagCtx, w.adm, c.group, w.cfg.topic, c.startEarliest); err == nil {
-			s.consumers[i].lag = lag.Total
+		lag, err := scaling.ReadLag(lagCtx, w.adm, c.group, w.cfg.topic, c.startEarliest)
+		if err != nil {
+			problem("lag of "+c.name, err)
+			continue
 		}
+		s.consumers[i].lag = lag.Total
 	}
 	return s
 }
@@ -265,12 +269,19 @@ func (w *watcher) consumers(ctx context.Context, s *snapshot) error {
 			at = e.LastTimestamp.Time
 		}
 		s.events = append(s.events, eventView{at: at, object: e.InvolvedObject.Name, reason: e.Reason, note: e.Message})
+		// repeats of one Event are folded into it: its series (or legacy count) says how many
+		times := 1
+		if e.Series != nil && e.Series.Count > 1 {
+			times = int(e.Series.Count)
+		} else if e.Count > 1 {
+			times = int(e.Count)
+		}
 		n := s.scaled[e.InvolvedObject.Name]
 		switch e.Reason {
 		case "ScaledUp":
-			n[0]++
+			n[0] += times
 		case "ScaledDown":
-			n[1]++
+			n[1] += times
 		}
 		s.scaled[e.InvolvedObject.Name] = n
 	}

@@ -21,6 +21,7 @@ type traffic struct {
 	mu      sync.Mutex
 	started int       // bursts started
 	active  bool      // a burst is being published
+	ended   time.Time // when the last burst ended
 	next    time.Time // when the next burst starts
 	err     error     // the last burst's failure
 }
@@ -42,7 +43,7 @@ func (t *traffic) loop(ctx context.Context) {
 		t.mu.Unlock()
 		err := t.burst(ctx)
 		t.mu.Lock()
-		t.active, t.err = false, err
+		t.active, t.err, t.ended = false, err, time.Now()
 		t.next = begin.Add(t.cfg.burstEvery)
 		t.mu.Unlock()
 		if t.cfg.once {
@@ -83,6 +84,16 @@ func (t *traffic) stop() {
 	<-t.done
 }
 
+// finished returns when the last burst ended (zero while none has) and whether it failed.
+func (t *traffic) finished() (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active {
+		return time.Time{}, false
+	}
+	return t.ended, t.err != nil
+}
+
 func (t *traffic) bursts() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -97,10 +108,10 @@ func (t *traffic) status() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
-	case t.err != nil:
-		return "burst failed: " + t.err.Error()
 	case t.active:
 		return fmt.Sprintf("burst %d: publishing %s events", t.started, thousands(int64(t.cfg.burstSize)))
+	case t.err != nil:
+		return fmt.Sprintf("burst %d failed: %v", t.started, t.err)
 	case t.cfg.once:
 		return "one burst published; waiting for the indexer to scale back down"
 	default:

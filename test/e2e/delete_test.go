@@ -31,10 +31,9 @@ func TestDeletingTheConsumerRemovesItsWorkload(t *testing.T) {
 		containers = append(containers, id[strings.Index(id, "://")+3:])
 	}
 
-	s.kubectl(t, nil, "-n", s.ns, "delete", "ac", "audit")
 	owned := client.MatchingLabels{"app.kubernetes.io/instance": "audit"}
-	eventually(t, 2*time.Minute, "the consumer's objects and processes gone", func() error {
-		ctx := context.Background()
+	// count returns how many objects of each kind the consumer has.
+	count := func() (map[string]int, error) {
 		lists := map[string]client.ObjectList{
 			"Deployments":          &appsv1.DeploymentList{},
 			"ReplicaSets":          &appsv1.ReplicaSetList{},
@@ -42,11 +41,33 @@ func TestDeletingTheConsumerRemovesItsWorkload(t *testing.T) {
 			"Services":             &corev1.ServiceList{},
 			"PodDisruptionBudgets": &policyv1.PodDisruptionBudgetList{},
 		}
+		n := map[string]int{}
 		for kind, list := range lists {
-			if err := s.client.List(ctx, list, client.InNamespace(s.ns), owned); err != nil {
-				return err
+			if err := s.client.List(context.Background(), list, client.InNamespace(s.ns), owned); err != nil {
+				return nil, err
 			}
-			if n := meta.LenList(list); n > 0 {
+			n[kind] = meta.LenList(list)
+		}
+		return n, nil
+	}
+	before, err := count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, n := range before {
+		if n == 0 {
+			t.Fatalf("the consumer has no %s before its deletion: %v", kind, before)
+		}
+	}
+
+	s.kubectl(t, nil, "-n", s.ns, "delete", "ac", "audit")
+	eventually(t, 2*time.Minute, "the consumer's objects and processes gone", func() error {
+		left, err := count()
+		if err != nil {
+			return err
+		}
+		for kind, n := range left {
+			if n > 0 {
 				return fmt.Errorf("%d %s left", n, kind)
 			}
 		}

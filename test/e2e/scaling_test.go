@@ -33,8 +33,18 @@ func TestIndexerScalesUpOnLagAndDownAfterTheWindow(t *testing.T) {
 	s.waitRunning(t, "indexer", 1, 2*time.Minute)
 
 	s.produce(t, 20_000, 0)
+	// Lag above 5 x lagPerReplica calls for six pods (the partition count); the last such
+	// measurement starts the window the scale-down must wait.
+	const sixPodsLag = 5 * 1_000
+	var lastHigh time.Time
+	noteLag := func(st *atlasv1alpha1.AtlasConsumerStatus) {
+		if st.Lag != nil && st.Lag.Total > sixPodsLag && st.Lag.MeasuredAt.After(lastHigh) {
+			lastHigh = st.Lag.MeasuredAt.Time
+		}
+	}
 	eventually(t, time.Minute, "scaled up to the partition count", func() error {
 		ac := s.consumer(t, "indexer")
+		noteLag(&ac.Status)
 		if ac.Status.DesiredReplicas != partitions {
 			return fmt.Errorf("desired %d, lag %v", ac.Status.DesiredReplicas, lagTotal(ac))
 		}
@@ -48,37 +58,39 @@ func TestIndexerScalesUpOnLagAndDownAfterTheWindow(t *testing.T) {
 	if row["DESIRED"] != fmt.Sprint(partitions) {
 		t.Errorf("kubectl get ac while scaled up: %v, want DESIRED %d", row, partitions)
 	}
-	scaledUp := time.Now()
 	t.Logf("kubectl get ac (scaled up): %v", row)
-	eventually(t, time.Minute, "six pods ready", func() error {
-		if ready := s.consumer(t, "indexer").Status.ReadyReplicas; ready != partitions {
-			return fmt.Errorf("%d ready", ready)
-		}
-		return nil
-	})
 
-	s.waitIndexed(t, 3*time.Minute)
-	eventually(t, time.Minute, "the indexer's lag drained", func() error {
-		if lag := infra.GroupLag(t, "atlas."+s.ns+".indexer", s.topic); lag != 0 {
-			return fmt.Errorf("lag %d", lag)
-		}
-		return nil
-	})
-	drained := time.Now()
-	eventually(t, 2*time.Minute, "scaled down to one pod after the window", func() error {
+	// Watch the status until the indexer is back at one pod.
+	var firstDown time.Time
+	sixReady := false
+	eventually(t, 3*time.Minute, "back at one pod", func() error {
 		ac := s.consumer(t, "indexer")
+		if firstDown.IsZero() {
+			noteLag(&ac.Status)
+		}
+		sixReady = sixReady || ac.Status.ReadyReplicas == partitions
+		if firstDown.IsZero() && ac.Status.DesiredReplicas < partitions {
+			firstDown = time.Now()
+		}
 		if ac.Status.DesiredReplicas != 1 || ac.Status.ReadyReplicas != 1 {
-			return fmt.Errorf("desired %d, ready %d", ac.Status.DesiredReplicas, ac.Status.ReadyReplicas)
+			return fmt.Errorf("desired %d, ready %d, lag %v", ac.Status.DesiredReplicas, ac.Status.ReadyReplicas, lagTotal(ac))
 		}
 		return nil
 	})
-	// The window holds the highest recommendation of its last 20s: six pods were still
-	// recommended when the test saw them, so the scale-down comes a window later.
-	if held := time.Since(scaledUp); held < window-2*time.Second {
-		t.Errorf("scaled down %s after being seen at %d pods, within the %s stabilization window", held.Round(time.Second), partitions, window)
+	if !sixReady {
+		t.Errorf("never %d ready pods", partitions)
 	}
-	t.Logf("lag drained %s after the scale-up was seen; scaled down %s after it",
-		drained.Sub(scaledUp).Round(time.Second), time.Since(scaledUp).Round(time.Second))
+	if lastHigh.IsZero() {
+		t.Fatalf("no lag measurement above %d was seen in the status", sixPodsLag)
+	}
+	if held := firstDown.Sub(lastHigh); held < window-time.Second {
+		t.Errorf("the first scale-down came %s after the last lag that called for %d pods, within the %s stabilization window",
+			held.Round(100*time.Millisecond), partitions, window)
+	} else {
+		t.Logf("the first scale-down came %s after the last lag that called for %d pods (window %s)", held.Round(100*time.Millisecond), partitions, window)
+	}
+	s.waitIndexed(t, time.Minute)
+	s.waitCommitted(t, "indexer")
 	row = s.getAC(t, "indexer")
 	if row["DESIRED"] != "1" || row["READY"] != "1" || row["LAG"] != "0" {
 		t.Errorf("kubectl get ac after the window: %v, want DESIRED 1, READY 1, LAG 0", row)
@@ -115,15 +127,14 @@ func TestScaleAndSuspendTheAuditConsumer(t *testing.T) {
 	s.kubectl(t, nil, "-n", s.ns, "patch", "ac", "audit", "--type=merge", "-p", `{"spec":{"suspend":true}}`)
 	s.waitRunning(t, "audit", 0, 2*time.Minute)
 	s.produce(t, 2_000, 0)
-	group := "atlas." + s.ns + ".audit"
 	eventually(t, 30*time.Second, "lag while suspended", func() error {
-		if lag := infra.GroupLag(t, group, s.topic); lag != 2_000 {
+		if lag := infra.GroupLag(t, s.group("audit"), s.topic); lag != 2_000 {
 			return fmt.Errorf("lag %d, want 2000", lag)
 		}
 		return nil
 	})
 	time.Sleep(3 * time.Second) // nothing may consume meanwhile
-	if rows, _ := s.auditRows(t); rows != 3_000 {
+	if rows := s.auditRows(t); rows != 3_000 {
 		t.Fatalf("%d audit rows while suspended, want 3000", rows)
 	}
 	if !s.hasEvent(t, "audit", "ScaledDown") {
