@@ -462,17 +462,7 @@ func (s *system) podLogs(t testing.TB) string {
 // eventually polls cond every 250ms until it returns nil or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	infra.Eventually(t, timeout, 250*time.Millisecond, what, cond)
 }
 
 // tail returns the last n lines of a file.

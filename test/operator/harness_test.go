@@ -181,17 +181,7 @@ func auditConsumer(ns, name string) *atlasv1alpha1.AtlasConsumer {
 // eventually polls cond every 100ms until it returns nil or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	infra.Eventually(t, timeout, 100*time.Millisecond, what, cond)
 }
 
 // get reads obj fresh from the API server.
