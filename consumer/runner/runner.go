@@ -531,11 +531,7 @@ func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
 
 // onRetry returns the hook that logs, counts and reports a failing dependency.
 func (r *Runner) onRetry(dependency string) func(int, error, time.Duration) {
-	return func(attempt int, err error, wait time.Duration) {
-		r.ready.Set(dependency, err)
-		r.metrics.Retries.WithLabelValues(dependency).Inc()
-		r.log.Warn("dependency unavailable; retrying", "dependency", dependency, "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "error", err)
-	}
+	return observe.OnRetry(r.log, r.metrics, r.ready, dependency)
 }
 
 func (r *Runner) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
