@@ -7,53 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
-	"github.com/google/uuid"
 )
-
-// hardDeleteVersion is the external version of the delete of an item that no longer
-// exists in Postgres at all. Item ids are never reused, so no later state of the item can
-// exist: the delete must beat every version a stale reader could still write.
-const hardDeleteVersion int64 = 1 << 62
-
-// op is one bulk operation on one item's document.
-type op struct {
-	id      uuid.UUID
-	delete  bool
-	version int64
-	doc     *document
-}
-
-// document is what the index holds for an item.
-type document struct {
-	ID           string  `json:"id"`
-	CollectionID string  `json:"collection_id"`
-	Title        string  `json:"title"`
-	Content      string  `json:"content"`
-	SourceURL    *string `json:"source_url,omitempty"`
-	CreatedAt    string  `json:"created_at"`
-	UpdatedAt    string  `json:"updated_at"`
-	Version      int64   `json:"version"`
-}
-
-// opFor decides what the index must hold for an item: its current state, or nothing.
-// Both carry the item's version, so an older state can never overwrite a newer one.
-func opFor(id uuid.UUID, it *Item) op {
-	switch {
-	case it == nil:
-		return op{id: id, delete: true, version: hardDeleteVersion}
-	case it.Deleted:
-		return op{id: id, delete: true, version: it.Version}
-	default:
-		return op{id: id, version: it.Version, doc: &document{
-			ID: it.ID.String(), CollectionID: it.CollectionID.String(), Title: it.Title, Content: it.Content,
-			SourceURL: it.SourceURL, CreatedAt: it.CreatedAt.UTC().Format(time.RFC3339Nano),
-			UpdatedAt: it.UpdatedAt.UTC().Format(time.RFC3339Nano), Version: it.Version,
-		}}
-	}
-}
 
 // outcome is what the search server said about one operation.
 type outcome int
@@ -78,7 +34,7 @@ func bulk(ctx context.Context, es *elasticsearch.Client, index string, ops []op)
 	enc := json.NewEncoder(&body)
 	for _, o := range ops {
 		action := "index"
-		if o.delete {
+		if o.delete() {
 			action = "delete"
 		}
 		meta := map[string]map[string]any{action: {
@@ -87,7 +43,7 @@ func bulk(ctx context.Context, es *elasticsearch.Client, index string, ops []op)
 		if err := enc.Encode(meta); err != nil {
 			return nil, err
 		}
-		if !o.delete {
+		if !o.delete() {
 			if err := enc.Encode(o.doc); err != nil {
 				return nil, err
 			}
@@ -118,7 +74,7 @@ func bulk(ctx context.Context, es *elasticsearch.Client, index string, ops []op)
 	out := make([]result, len(ops))
 	for i, item := range parsed.Items {
 		for _, r := range item {
-			out[i] = classify(ops[i].delete, r.Status, r.Error)
+			out[i] = classify(ops[i].delete(), r.Status, r.Error)
 		}
 	}
 	return out, nil

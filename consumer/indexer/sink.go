@@ -1,6 +1,6 @@
 // Package indexer is the indexer consumer's sink: for item events it reads the items'
 // current state from Postgres (the truth) and writes it to the search index, newest
-// version winning, each event applied once.
+// version winning, each event applied once per target index and consumer group.
 package indexer
 
 import (
@@ -23,9 +23,18 @@ import (
 	"github.com/atlas-platform/atlas-operator/internal/backoff"
 )
 
-// KindIndexRejected is the dead-letter kind of item events whose document the search
-// server refuses for good (a mapping error, say).
-const KindIndexRejected = "index-rejected"
+// Dead-letter kinds of the indexer.
+const (
+	// KindIndexRejected: the search server refuses the item's document for good (a
+	// mapping error, say).
+	KindIndexRejected = "index-rejected"
+	// KindItemMissing: an ItemCreated/ItemUpdated event whose item has no row, and is not
+	// known to be deleted, for longer than Config.RowWait. Replay it once the row exists.
+	KindItemMissing = "item-missing"
+	// KindUnreadableEntity: an item event (of a newer envelope version) whose entity is
+	// not an Item, so the indexer cannot tell which row to read.
+	KindUnreadableEntity = "unreadable-entity"
+)
 
 // Dependencies named in readiness and retry metrics.
 const (
@@ -49,36 +58,61 @@ func SkipRecord(rec *kgo.Record) bool {
 	return false
 }
 
-// Config configures the sink.
+// Config configures the sink. The durations must be positive (options.Search validates
+// the flags they come from).
 type Config struct {
-	// Alias is the index alias documents are written to.
+	// Alias is the index alias (or index) documents are written to.
 	Alias string
+	// Group is the consumer group: with the index behind Alias it names the target
+	// whose record of applied events the sink keeps.
+	Group string
 	// Retention is how long applied event ids are remembered for deduplication.
 	Retention time.Duration
 	// BulkConcurrency is how many bulk requests one batch is split into (the search
 	// server indexes concurrent requests on separate threads).
 	BulkConcurrency int
-	Backoff         backoff.Policy
+	// BulkTimeout bounds one bulk request (and each request resolving the alias).
+	BulkTimeout time.Duration
+	// MaxReadAge bounds how old a read of the items may be when it is written: a plan
+	// read earlier (ahead of time, or before retries) is read again. With BulkTimeout it
+	// must stay below the index's index.gc_deletes (60s by default), so a stale state
+	// always meets the delete tombstone it must lose against.
+	MaxReadAge time.Duration
+	// RowWait is how long an ItemCreated/ItemUpdated event waits for its item's row
+	// before it is dead-lettered as item-missing.
+	RowWait time.Duration
+	// Backoff paces the retries of deferred operations and missing rows; the runner's
+	// policy, so all retries of a consumer follow one.
+	Backoff backoff.Policy
 }
 
 // Sink applies item events to the search index.
 type Sink struct {
 	cfg       Config
 	store     store
+	targets   *targets
 	es        *elasticsearch.Client
 	log       *slog.Logger
+	ready     *observe.Readiness
+	onRetry   func(attempt int, err error, wait time.Duration)
 	skipped   prometheus.Counter
 	lastPrune time.Time
-	// lastApplied are the event ids the latest batch recorded, which a plan prepared
-	// meanwhile could not see yet.
-	lastApplied map[uuid.UUID]bool
+	// last are the event ids the latest batch recorded for its target, which a plan
+	// prepared meanwhile could not see yet.
+	last struct {
+		target  int32
+		applied map[uuid.UUID]bool
+	}
+	// firstSeen is when this process first found an event's item without a row (see
+	// rowDeadline); entries go when the event is settled.
+	firstSeen map[uuid.UUID]time.Time
 
-	indexed, deleted, conflicts, duplicates, reads, retries prometheus.Counter
-	bulkSeconds                                             prometheus.Histogram
+	indexed, deleted, conflicts, duplicates, reads, bulkRetries prometheus.Counter
+	bulkSeconds                                                 prometheus.Histogram
 }
 
 // NewSink returns the sink and registers its metrics.
-func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog.Logger, m *observe.Metrics) *Sink {
+func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) *Sink {
 	labels := prometheus.Labels{"consumer": "indexer"}
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels})
@@ -88,13 +122,17 @@ func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog
 	if cfg.Backoff == (backoff.Policy{}) {
 		cfg.Backoff = backoff.Default
 	}
-	s := &Sink{cfg: cfg, store: store{pool: pool}, es: es, log: log, skipped: m.Skipped, lastPrune: time.Now(),
-		indexed:    counter("atlas_consumer_documents_indexed_total", "Item documents written to the search index."),
-		deleted:    counter("atlas_consumer_documents_deleted_total", "Item documents deleted from the search index (hard or soft deletes)."),
-		conflicts:  counter("atlas_consumer_version_conflicts_total", "Index operations refused because a newer version of the item is already indexed (counted as done)."),
-		duplicates: counter("atlas_consumer_events_duplicate_total", "Item events already applied (found in indexer_processed_events or repeated in a batch)."),
-		reads:      counter("atlas_consumer_item_queries_total", "Queries reading items from Postgres (one per batch)."),
-		retries:    counter("atlas_consumer_bulk_item_retries_total", "Bulk operations retried after a 429 or 5xx."),
+	st := store{pool: pool}
+	s := &Sink{cfg: cfg, store: st, es: es, log: log, ready: ready, skipped: m.Skipped, lastPrune: time.Now(),
+		targets:     &targets{es: es, store: st, alias: cfg.Alias, group: cfg.Group, log: log, staleWrite: cfg.MaxReadAge + cfg.BulkTimeout, timeout: cfg.BulkTimeout},
+		onRetry:     observe.OnRetry(log, m, ready, DependencySearch),
+		firstSeen:   map[uuid.UUID]time.Time{},
+		indexed:     counter("atlas_consumer_documents_indexed_total", "Item documents written to the search index (counted once the batch is recorded as applied)."),
+		deleted:     counter("atlas_consumer_documents_deleted_total", "Item documents deleted from the search index, hard or soft deletes (counted once the batch is recorded as applied)."),
+		conflicts:   counter("atlas_consumer_version_conflicts_total", "Index operations refused because a newer version of the item is already indexed (counted as done)."),
+		duplicates:  counter("atlas_consumer_events_duplicate_total", "Item events whose effect the target index already holds (recorded as applied, or repeated in a batch)."),
+		reads:       counter("atlas_consumer_item_queries_total", "Queries reading items from Postgres (one per batch, one per retry of its unsettled items)."),
+		bulkRetries: counter("atlas_consumer_bulk_item_retries_total", "Bulk operations sent again after a 429 or 5xx."),
 		bulkSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "atlas_consumer_bulk_duration_seconds", ConstLabels: labels,
 			Help: "Duration of bulk requests to the search server.", Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
@@ -107,18 +145,25 @@ func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog
 // Name implements runner.Sink.
 func (s *Sink) Name() string { return DependencySearch }
 
-// plan is a batch's read-only work: the item events not applied before, grouped by
+// plan is a batch's read work: the item events the target does not hold yet, grouped by
 // item, and the items' current state. Prepare makes it ahead of time, while the previous
 // batch is still being written.
 type plan struct {
+	target target
 	fresh  []runner.Message
 	byItem map[uuid.UUID][]runner.Message
 	ids    []uuid.UUID
 	items  map[uuid.UUID]*Item
+	// deleted are the items without a row that are recorded as hard-deleted.
+	deleted map[uuid.UUID]bool
+	// readAt is when items and deleted were read.
+	readAt time.Time
+	// unreadable are item events whose entity is not an Item (dead-lettered).
+	unreadable []runner.Rejection
 	// skipped counts the batch's other events, duplicates its repeated or already
-	// applied ones; they are counted when the batch is applied.
+	// applied ones; they are counted when the batch is recorded.
 	skipped, duplicates int
-	// read is when the plan was made, dedupe and read its two queries' durations.
+	// dedupe and read are the two queries' durations.
 	dedupe, read time.Duration
 }
 
@@ -138,59 +183,67 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 	return s.ApplyPrepared(ctx, msgs, nil)
 }
 
-// ApplyPrepared implements runner.Preparer: drop what is not an item event or was
-// already applied, read every touched item once, write each item's current state once,
-// and only then record the events as applied.
+// tally counts what a batch did; it reaches the metrics only once the batch is recorded
+// as applied, so a batch tried again is never counted twice.
+type tally struct {
+	skipped, duplicates, indexed, deleted, conflicts int
+	// hardDeleted are the items an ItemDeleted event found without a row, with that event.
+	hardDeleted map[uuid.UUID]uuid.UUID
+}
+
+// ApplyPrepared implements runner.Preparer: drop what is not an item event or is already
+// applied to the target, bring every touched item's document to the item's current state
+// (reading it again when the read is older than MaxReadAge), and only then record the
+// events as applied.
 func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepared any) ([]runner.Rejection, error) {
 	t0 := time.Now()
 	p, ok := prepared.(*plan)
 	if ok && p != nil {
-		// The previous batch was applied while this plan was made: drop what it did.
-		p.dropApplied(s.lastApplied)
+		// The previous batch was recorded while this plan was made: drop what it did.
+		if s.last.target == p.target.id {
+			p.dropApplied(s.last.applied)
+		}
 	} else {
 		var err error
 		if p, err = s.plan(ctx, msgs); err != nil {
 			return nil, err
 		}
 	}
-	s.skipped.Add(float64(p.skipped))
-	s.duplicates.Add(float64(p.duplicates))
-	if len(p.fresh) == 0 {
-		return nil, nil
-	}
-	ops := make([]op, len(p.ids))
-	for i, id := range p.ids {
-		ops[i] = opFor(id, p.items[id])
-	}
-	t1 := time.Now()
-	failed, err := s.write(ctx, ops)
+	t := tally{skipped: p.skipped, duplicates: p.duplicates, hardDeleted: map[uuid.UUID]uuid.UUID{}}
+	rejections := p.unreadable
+	refused, err := s.settle(ctx, p, &t)
 	if err != nil {
 		return nil, err
 	}
-	t2 := time.Now()
-	var rejections []runner.Rejection
-	for id, reason := range failed {
-		for _, m := range p.byItem[id] {
-			rejections = append(rejections, runner.Rejection{Record: m.Record, Event: m.Event, Kind: KindIndexRejected,
-				Reason: "the search server refused item " + id.String() + ": " + reason})
-		}
-	}
+	t1 := time.Now()
 	done := make([]uuid.UUID, 0, len(p.fresh))
 	for _, m := range p.fresh {
-		if _, bad := failed[m.Event.Entity.ID]; !bad {
-			done = append(done, m.Event.EventID)
+		id := m.Event.Entity.ID
+		if r, bad := refused[id]; bad {
+			rejections = append(rejections, runner.Rejection{Record: m.Record, Event: m.Event, Kind: r.kind, Reason: r.reason})
+			continue
 		}
+		done = append(done, m.Event.EventID)
 	}
-	if err := s.store.markProcessed(ctx, done); err != nil {
+	if err := s.store.record(ctx, p.target.id, done, t.hardDeleted); err != nil {
 		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
 	}
-	s.lastApplied = make(map[uuid.UUID]bool, len(done))
-	for _, id := range done {
-		s.lastApplied[id] = true
+	for _, m := range p.fresh {
+		delete(s.firstSeen, m.Event.EventID)
 	}
+	s.last.target = p.target.id
+	s.last.applied = make(map[uuid.UUID]bool, len(done))
+	for _, id := range done {
+		s.last.applied[id] = true
+	}
+	s.skipped.Add(float64(t.skipped))
+	s.duplicates.Add(float64(t.duplicates))
+	s.indexed.Add(float64(t.indexed))
+	s.deleted.Add(float64(t.deleted))
+	s.conflicts.Add(float64(t.conflicts))
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(p.fresh), "items", len(p.ids), "prepared", ok && prepared != nil,
-			"dedupe", p.dedupe.String(), "read", p.read.String(), "plan", t1.Sub(t0).String(), "bulk", t2.Sub(t1).String(), "record", time.Since(t2).String())
+		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(p.fresh), "items", len(p.ids), "index", p.target.index,
+			"prepared", ok && p != nil, "dedupe", p.dedupe.String(), "read", p.read.String(), "settle", t1.Sub(t0).String(), "record", time.Since(t1).String())
 		for _, m := range p.fresh {
 			s.log.Debug("indexed", "event_id", m.Event.EventID, "trace_id", m.Event.Trace(), "event_type", m.Event.EventType, "item_id", m.Event.Entity.ID)
 		}
@@ -199,16 +252,148 @@ func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepare
 	return rejections, nil
 }
 
-// plan keeps the item events of the batch that were not applied before, and reads
-// every item they touch, once.
+// refusal is why an item's events are dead-lettered.
+type refusal struct{ kind, reason string }
+
+// settle brings every item of the plan to its outcome: its document written (or deleted,
+// or found newer), refused for good by the search server, or still without a row past
+// its deadline. Operations the server defers (429, 5xx) and items waiting for their row
+// are retried with the backoff policy, each retry reading their state again; deferred
+// operations are reported like any dependency retry (readiness, retries_total). A
+// request that fails outright is returned as the search dependency's error, and the
+// runner retries the batch from a new plan.
+func (s *Sink) settle(ctx context.Context, p *plan, t *tally) (map[uuid.UUID]refusal, error) {
+	refused := map[uuid.UUID]refusal{}
+	pending := p.ids
+	deferredBefore := false
+	for attempt := 0; len(pending) > 0; attempt++ {
+		if attempt > 0 || time.Since(p.readAt) > s.cfg.MaxReadAge {
+			if err := s.read(ctx, p, pending); err != nil {
+				return nil, err
+			}
+		}
+		now := time.Now()
+		var ops []op
+		var waiting []uuid.UUID
+		for _, id := range pending {
+			deletedEvent := p.deleteEvent(id)
+			a := decide(p.items[id], deletedEvent != uuid.Nil, p.deleted[id])
+			if a != awaitRow {
+				ops = append(ops, opFor(id, p.items[id], a))
+				if a == hardDelete && deletedEvent != uuid.Nil && !p.deleted[id] {
+					t.hardDeleted[id] = deletedEvent
+				}
+				continue
+			}
+			if deadline := s.rowDeadline(p, id, now); now.Before(deadline) {
+				waiting = append(waiting, id)
+				continue
+			}
+			refused[id] = refusal{kind: KindItemMissing, reason: fmt.Sprintf(
+				"item %s has no row in the items table %s after its event, and no ItemDeleted event or recorded hard delete explains it; replay the event once the row exists",
+				id, s.cfg.RowWait)}
+		}
+		results, err := s.bulkParallel(ctx, p.target.index, ops)
+		if err != nil {
+			return nil, &runner.DependencyError{Dependency: DependencySearch, Err: err}
+		}
+		var deferred []uuid.UUID
+		var reason string
+		for i, r := range results {
+			o := ops[i]
+			switch r.outcome {
+			case applied:
+				if o.delete() {
+					t.deleted++
+				} else {
+					t.indexed++
+				}
+			case conflict:
+				t.conflicts++
+			case retry:
+				deferred = append(deferred, o.id)
+				reason = r.reason
+			case rejected:
+				delete(t.hardDeleted, o.id)
+				refused[o.id] = refusal{kind: KindIndexRejected, reason: "the search server refused item " + o.id.String() + ": " + r.reason}
+			}
+		}
+		if deferredBefore && len(deferred) == 0 {
+			s.ready.Set(DependencySearch, nil)
+		}
+		pending = append(deferred, waiting...)
+		if len(pending) == 0 {
+			break
+		}
+		wait := s.cfg.Backoff.Wait(attempt)
+		if len(deferred) > 0 {
+			deferredBefore = true
+			s.bulkRetries.Add(float64(len(deferred)))
+			s.onRetry(attempt, fmt.Errorf("the search server deferred %d of %d bulk operations: %s", len(deferred), len(ops), reason), wait)
+		}
+		if len(waiting) > 0 {
+			s.log.Warn("items have no row yet; reading them again", "items", len(waiting), "item_id", waiting[0],
+				"event_id", p.byItem[waiting[0]][0].Event.EventID, "waits_up_to", s.cfg.RowWait.String(), "retry_in", wait.Round(time.Millisecond).String())
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, fmt.Errorf("%d items still unsettled: %w", len(pending), ctx.Err())
+		}
+	}
+	return refused, nil
+}
+
+// rowDeadline is the earliest deadline among the item's events in the plan (see the
+// function of that name), noting when this process first saw each.
+func (s *Sink) rowDeadline(p *plan, item uuid.UUID, now time.Time) time.Time {
+	var earliest time.Time
+	for _, m := range p.byItem[item] {
+		seen, ok := s.firstSeen[m.Event.EventID]
+		if !ok {
+			seen = now
+			s.firstSeen[m.Event.EventID] = seen
+		}
+		if d := rowDeadline(m.Event.OccurredAt, seen, s.cfg.RowWait); earliest.IsZero() || d.Before(earliest) {
+			earliest = d
+		}
+	}
+	return earliest
+}
+
+// deleteEvent returns the id of an ItemDeleted event of the item in the plan, or uuid.Nil.
+func (p *plan) deleteEvent(item uuid.UUID) uuid.UUID {
+	for _, m := range p.byItem[item] {
+		if m.Event.EventType == event.ItemDeleted {
+			return m.Event.EventID
+		}
+	}
+	return uuid.Nil
+}
+
+// plan keeps the item events of the batch the target does not hold yet, and reads every
+// item they touch, once. Item events of any envelope version are read the same way: the
+// index holds Postgres state, never an event's payload.
 func (s *Sink) plan(ctx context.Context, msgs []runner.Message) (*plan, error) {
-	p := &plan{byItem: map[uuid.UUID][]runner.Message{}}
+	tg, err := s.targets.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{target: tg, byItem: map[uuid.UUID][]runner.Message{}}
 	var items []runner.Message
 	var eventIDs []uuid.UUID
 	inBatch := map[uuid.UUID]bool{}
 	for _, m := range msgs {
-		if !Handles(m.Event.EventType) || m.Event.Version > event.CurrentVersion {
+		if !Handles(m.Event.EventType) {
 			p.skipped++
+			continue
+		}
+		if m.Event.Entity.Type != event.EntityItem {
+			p.unreadable = append(p.unreadable, runner.Rejection{Record: m.Record, Event: m.Event, Kind: KindUnreadableEntity,
+				Reason: fmt.Sprintf("%s event of version %d names entity type %q, not %q: the indexer cannot tell which item to read",
+					m.Event.EventType, m.Event.Version, m.Event.Entity.Type, event.EntityItem)})
 			continue
 		}
 		if inBatch[m.Event.EventID] {
@@ -223,7 +408,7 @@ func (s *Sink) plan(ctx context.Context, msgs []runner.Message) (*plan, error) {
 		return p, nil
 	}
 	t0 := time.Now()
-	done, err := s.store.processed(ctx, eventIDs)
+	done, err := s.store.applied(ctx, tg.id, eventIDs)
 	if err != nil {
 		return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
 	}
@@ -239,16 +424,46 @@ func (s *Sink) plan(ctx context.Context, msgs []runner.Message) (*plan, error) {
 		}
 		p.byItem[id] = append(p.byItem[id], m)
 	}
-	t1 := time.Now()
-	p.dedupe = t1.Sub(t0)
+	p.dedupe = time.Since(t0)
 	if len(p.ids) > 0 {
-		s.reads.Inc()
-		if p.items, err = s.store.items(ctx, p.ids); err != nil {
-			return nil, &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
+		t1 := time.Now()
+		if err := s.read(ctx, p, p.ids); err != nil {
+			return nil, err
+		}
+		p.read = time.Since(t1)
+	}
+	return p, nil
+}
+
+// read reads the current state of the given items of the plan (and, for those without
+// a row, whether they are recorded as hard-deleted) and notes when.
+func (s *Sink) read(ctx context.Context, p *plan, ids []uuid.UUID) error {
+	readAt := time.Now()
+	s.reads.Inc()
+	items, err := s.store.items(ctx, ids)
+	if err != nil {
+		return &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
+	}
+	var missing []uuid.UUID
+	for _, id := range ids {
+		if items[id] == nil {
+			missing = append(missing, id)
 		}
 	}
-	p.read = time.Since(t1)
-	return p, nil
+	deleted := map[uuid.UUID]bool{}
+	if len(missing) > 0 {
+		if deleted, err = s.store.deletedItems(ctx, missing); err != nil {
+			return &runner.DependencyError{Dependency: DependencyPostgres, Err: err}
+		}
+	}
+	if p.items == nil {
+		p.items, p.deleted = map[uuid.UUID]*Item{}, map[uuid.UUID]bool{}
+	}
+	for _, id := range ids {
+		p.items[id], p.deleted[id] = items[id], deleted[id]
+	}
+	p.readAt = readAt
+	return nil
 }
 
 // dropApplied removes the events recorded as applied since the plan was made, and the
@@ -279,58 +494,14 @@ func (p *plan) dropApplied(applied map[uuid.UUID]bool) {
 	p.ids, p.byItem = ids, byItem
 }
 
-// write sends the operations, retrying the ones the server could not take yet (429,
-// 5xx) with backoff, and returns the items it refused for good with the reason.
-func (s *Sink) write(ctx context.Context, ops []op) (map[uuid.UUID]string, error) {
-	failed := map[uuid.UUID]string{}
-	pending := ops
-	for attempt := 0; len(pending) > 0; attempt++ {
-		results, err := s.bulkParallel(ctx, pending)
-		if err != nil {
-			return nil, &runner.DependencyError{Dependency: DependencySearch, Err: err}
-		}
-		var again []op
-		var lastReason string
-		for i, r := range results {
-			o := pending[i]
-			switch r.outcome {
-			case applied:
-				if o.delete {
-					s.deleted.Inc()
-				} else {
-					s.indexed.Inc()
-				}
-			case conflict:
-				s.conflicts.Inc()
-			case retry:
-				again = append(again, o)
-				lastReason = r.reason
-			case rejected:
-				failed[o.id] = r.reason
-			}
-		}
-		pending = again
-		if len(pending) == 0 {
-			break
-		}
-		s.retries.Add(float64(len(pending)))
-		wait := s.cfg.Backoff.Wait(attempt)
-		s.log.Warn("search server deferred bulk operations; retrying them", "operations", len(pending), "reason", lastReason, "retry_in", wait.String())
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%d bulk operations still deferred: %w", len(pending), errors.Join(ctx.Err(), errors.New(lastReason)))
-		}
+// bulkParallel sends the operations to the index as up to cfg.BulkConcurrency concurrent
+// bulk requests, each bounded by cfg.BulkTimeout (each item's operation is in exactly
+// one of them, so order between requests does not matter), and returns the results in
+// the order of ops.
+func (s *Sink) bulkParallel(ctx context.Context, index string, ops []op) ([]result, error) {
+	if len(ops) == 0 {
+		return nil, nil
 	}
-	return failed, nil
-}
-
-// bulkParallel sends the operations as up to cfg.BulkConcurrency concurrent bulk
-// requests (each item's operation is in exactly one of them, so order between requests
-// does not matter) and returns the results in the order of ops.
-func (s *Sink) bulkParallel(ctx context.Context, ops []op) ([]result, error) {
 	parts := s.cfg.BulkConcurrency
 	if parts < 1 {
 		parts = 1
@@ -348,7 +519,9 @@ func (s *Sink) bulkParallel(ctx context.Context, ops []op) ([]result, error) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			res, err := bulk(ctx, s.es, s.cfg.Alias, ops[lo:hi])
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.BulkTimeout)
+			defer cancel()
+			res, err := bulk(rctx, s.es, index, ops[lo:hi])
 			s.bulkSeconds.Observe(time.Since(start).Seconds())
 			if err != nil {
 				errs[p] = err
@@ -372,10 +545,10 @@ func (s *Sink) maybePrune(ctx context.Context) {
 	s.lastPrune = time.Now()
 	n, err := s.store.prune(ctx, s.cfg.Retention)
 	if err != nil {
-		s.log.Warn("pruning processed events failed; will try again", "error", err)
+		s.log.Warn("pruning applied events failed; will try again", "error", err)
 		return
 	}
 	if n > 0 {
-		s.log.Info("pruned processed events", "count", n, "older_than", s.cfg.Retention.String())
+		s.log.Info("pruned applied events", "count", n, "older_than", s.cfg.Retention.String())
 	}
 }

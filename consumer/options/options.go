@@ -118,6 +118,9 @@ const (
 	FlagElasticsearchOpenSearch = "elasticsearch-opensearch"
 	FlagProcessedRetention      = "processed-retention"
 	FlagBulkConcurrency         = "bulk-concurrency"
+	FlagBulkTimeout             = "bulk-timeout"
+	FlagMaxReadAge              = "max-read-age"
+	FlagItemMissingTimeout      = "item-missing-timeout"
 )
 
 // Search server credentials come from the environment only, like the Postgres DSN.
@@ -130,6 +133,14 @@ const (
 // DefaultIndexAlias is the alias the indexer writes item documents to.
 const DefaultIndexAlias = "atlas-items"
 
+// Defaults of the indexer's timing flags. DefaultMaxReadAge + DefaultBulkTimeout stays
+// below index.gc_deletes' default of 60s (see indexer.Config.MaxReadAge).
+const (
+	DefaultBulkTimeout        = 30 * time.Second
+	DefaultMaxReadAge         = 15 * time.Second
+	DefaultItemMissingTimeout = 30 * time.Second
+)
+
 // Search is the indexer's search server configuration.
 type Search struct {
 	Addresses  []string
@@ -138,6 +149,10 @@ type Search struct {
 	Retention  time.Duration
 	// BulkConcurrency is how many concurrent bulk requests a batch is split into.
 	BulkConcurrency int
+	// BulkTimeout bounds one bulk request; MaxReadAge bounds how old a read item state
+	// may be when it is written; ItemMissingTimeout is how long an event waits for its
+	// item's row (see indexer.Config).
+	BulkTimeout, MaxReadAge, ItemMissingTimeout time.Duration
 }
 
 // AddFlags registers the search server flags on fs.
@@ -146,7 +161,10 @@ func (s *Search) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Index, FlagElasticsearchIndex, DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
 	fs.BoolVar(&s.OpenSearch, FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
 	fs.IntVar(&s.BulkConcurrency, FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
-	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered to drop redeliveries")
+	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered (per index and group) to drop redeliveries")
+	fs.DurationVar(&s.BulkTimeout, FlagBulkTimeout, DefaultBulkTimeout, "time allowed for one bulk request")
+	fs.DurationVar(&s.MaxReadAge, FlagMaxReadAge, DefaultMaxReadAge, "items read longer ago are read again before they are written; with --"+FlagBulkTimeout+" keep it below the index's index.gc_deletes (60s by default)")
+	fs.DurationVar(&s.ItemMissingTimeout, FlagItemMissingTimeout, DefaultItemMissingTimeout, "how long an ItemCreated/ItemUpdated event waits for its item's row before it is dead-lettered as item-missing")
 }
 
 // Validate reports every problem of the search configuration.
@@ -163,6 +181,14 @@ func (s Search) Validate() error {
 	}
 	if s.Retention < 0 {
 		errs = append(errs, fmt.Errorf("--%s must not be negative", FlagProcessedRetention))
+	}
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{{FlagBulkTimeout, s.BulkTimeout}, {FlagMaxReadAge, s.MaxReadAge}, {FlagItemMissingTimeout, s.ItemMissingTimeout}} {
+		if d.value <= 0 {
+			errs = append(errs, fmt.Errorf("--%s %s: must be positive", d.flag, d.value))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -54,7 +54,9 @@ The database is given by the ` + options.EnvPostgresDSN + ` environment variable
 table in Postgres (the truth): for each batch, read every touched item once and write its
 current state (or its deletion) once, with the item's version as the external version so
 an older state never overwrites a newer one. Other events are skipped by their event_type
-header. Applied event ids are recorded in indexer_processed_events, after the write.
+header. Applied event ids are recorded per target (the index behind the alias, and the
+consumer group) in indexer_applied_events, after the write: a new index or a new group
+rebuilds from the topic.
 
 The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 ` + options.EnvElasticsearchUsername + `/` + options.EnvElasticsearchPassword + ` or ` + options.EnvElasticsearchAPIKey + `.`,
@@ -75,12 +77,18 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 				}
 				onRetry := logRetry(log, indexer.DependencySearch, ready, func(err error) error { return err })
 				if err := backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
+					ctx, cancel := context.WithTimeout(ctx, search.BulkTimeout)
+					defer cancel()
 					return indexer.EnsureIndex(ctx, es, search.Index)
 				}); err != nil {
 					return nil, err
 				}
 				ready.Set(indexer.DependencySearch, nil)
-				return indexer.NewSink(indexer.Config{Alias: search.Index, Retention: search.Retention, BulkConcurrency: search.BulkConcurrency}, pool, es, log, m), nil
+				return indexer.NewSink(indexer.Config{
+					Alias: search.Index, Group: indexerOpts.Runner.Group, Retention: search.Retention,
+					BulkConcurrency: search.BulkConcurrency, BulkTimeout: search.BulkTimeout,
+					MaxReadAge: search.MaxReadAge, RowWait: search.ItemMissingTimeout, Backoff: indexerOpts.Runner.Backoff,
+				}, pool, es, log, m, ready), nil
 			})
 		},
 	}
