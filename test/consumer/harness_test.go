@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -168,7 +169,11 @@ func (p *consumerProc) tail() string {
 }
 
 // metric returns the value of a series on /metrics (the sum when several match).
-func (p *consumerProc) metric(name string) (float64, error) {
+func (p *consumerProc) metric(name string) (float64, error) { return p.metricWith(name, "") }
+
+// metricWith returns the sum of the series of the metric whose labels contain labels
+// (e.g. `dependency="postgres"`; "" matches all).
+func (p *consumerProc) metricWith(name, labels string) (float64, error) {
 	resp, err := http.Get("http://" + p.health + "/metrics")
 	if err != nil {
 		return 0, err
@@ -182,6 +187,9 @@ func (p *consumerProc) metric(name string) (float64, error) {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
+		if labels != "" && !strings.Contains(line, labels) {
+			continue
+		}
 		fields := strings.Fields(line)
 		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
 		if err != nil {
@@ -191,20 +199,42 @@ func (p *consumerProc) metric(name string) (float64, error) {
 		found = true
 	}
 	if !found {
-		return 0, fmt.Errorf("no series %s", name)
+		return 0, fmt.Errorf("no series %s{%s}", name, labels)
 	}
 	return sum, nil
 }
 
 // ready returns the /readyz status code (0 when unreachable).
 func (p *consumerProc) ready() int {
+	code, _ := p.readyz()
+	return code
+}
+
+// readyz returns the /readyz status code and answer (0 when unreachable).
+func (p *consumerProc) readyz() (int, string) {
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get("http://" + p.health + "/readyz")
 	if err != nil {
-		return 0
+		return 0, ""
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// watchNotReadyBecause watches /readyz for d and returns its first 503 answer that
+// mentions what ("" when there was none); the process must stay up meanwhile.
+func (p *consumerProc) watchNotReadyBecause(d time.Duration, what string) string {
+	p.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if code, why := p.readyz(); code == http.StatusServiceUnavailable && strings.Contains(why, what) {
+			return why
+		}
+		if p.exited() {
+			p.t.Fatalf("%s exited while a dependency was down; log:\n%s", p.name, p.tail())
+		}
+	}
+	return ""
 }
 
 // killWhileWorking SIGKILLs the process at a random moment once it has consumed

@@ -1,11 +1,18 @@
 package consumer_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +63,16 @@ func (s *indexSetup) applyToItems(t testing.TB, envs []*event.Envelope, hardDele
 	}
 }
 
+// appliedEvents counts the events recorded as applied, for every target.
+func (s *indexSetup) appliedEvents(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM indexer_applied_events").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // itemEvents keeps the item events of envs.
 func itemEvents(envs []*event.Envelope) []*event.Envelope {
 	var out []*event.Envelope
@@ -92,13 +109,19 @@ func createdItems(t testing.TB, seed uint64, n int) []*event.Envelope {
 	return out
 }
 
-// waitIndexEqualsTable waits until the index holds exactly the live items.
+// waitIndexEqualsTable waits until the setup's index holds exactly the live items.
 func (s *indexSetup) waitIndexEqualsTable(t testing.TB, timeout time.Duration, procs ...*consumerProc) {
+	t.Helper()
+	s.waitIndexEquals(t, s.alias, timeout, procs...)
+}
+
+// waitIndexEquals waits until the index (or alias) holds exactly the live items.
+func (s *indexSetup) waitIndexEquals(t testing.TB, index string, timeout time.Duration, procs ...*consumerProc) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	diff := ""
 	for time.Now().Before(deadline) {
-		if diff = infra.IndexDiff(t, s.pool, s.alias); diff == "" {
+		if diff = infra.IndexDiff(t, s.pool, index); diff == "" {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -107,17 +130,68 @@ func (s *indexSetup) waitIndexEqualsTable(t testing.TB, timeout time.Duration, p
 	for _, p := range procs {
 		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
 	}
-	t.Fatalf("the index never matched the items table within %s: %s\n%s", timeout, diff, logs.String())
+	t.Fatalf("%s never matched the items table within %s: %s\n%s", index, timeout, diff, logs.String())
+}
+
+// startIndexerAt starts an indexer writing to alias on the search server at url (a
+// proxy in front of the test server, or another alias than the setup's).
+func (s *indexSetup) startIndexerAt(t testing.TB, name, group, url, alias string, extra ...string) *consumerProc {
+	t.Helper()
+	return s.startMode(t, "indexer", name, group, append([]string{
+		"--elasticsearch-addresses", url, "--elasticsearch-index", alias, "--elasticsearch-opensearch"}, extra...)...)
+}
+
+// waitCaughtUp waits until the group has committed every record of the topic.
+func (s *indexSetup) waitCaughtUp(t testing.TB, group string, timeout time.Duration, procs ...*consumerProc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	lag := int64(-1)
+	for time.Now().Before(deadline) {
+		if lag = infra.GroupLag(t, group, s.topic); lag == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var logs strings.Builder
+	for _, p := range procs {
+		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
+	}
+	t.Fatalf("group %s still lags %d records after %s\n%s", group, lag, timeout, logs.String())
+}
+
+// itemEvent returns a new event of type typ about the item of of, with data.
+func itemEvent(t testing.TB, typ event.Type, of *event.Envelope, data any) *event.Envelope {
+	t.Helper()
+	e, err := event.New(typ, of.Entity, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// documentVersion returns the version of the item's document in the index, or 0 when
+// the index has none.
+func documentVersion(t testing.TB, index string, item uuid.UUID) int64 {
+	t.Helper()
+	d, ok := infra.IndexedItems(t, index)[item.String()]
+	if !ok {
+		return 0
+	}
+	return d.Version
 }
 
 // proxy forwards TCP connections to target until it is switched off, which makes the
-// server behind it unreachable without stopping it (other tests share it).
+// server behind it unreachable without stopping it (other tests share it), or paused,
+// which holds every byte in both directions, as a network that drops packets does, until
+// it is resumed.
 type proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	off    bool
 	conns  []net.Conn
+	// resume is open while the proxy is paused, nil otherwise.
+	resume chan struct{}
 }
 
 func startProxy(t testing.TB, target string) *proxy {
@@ -127,7 +201,7 @@ func startProxy(t testing.TB, target string) *proxy {
 		t.Fatal(err)
 	}
 	p := &proxy{ln: ln, target: target}
-	t.Cleanup(func() { ln.Close() })
+	t.Cleanup(func() { ln.Close(); p.setPaused(false) })
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -155,17 +229,23 @@ func (p *proxy) serve(c net.Conn) {
 	}
 	p.conns = append(p.conns, c, up)
 	p.mu.Unlock()
-	go func() { _, _ = copyConn(up, c) }()
-	_, _ = copyConn(c, up)
+	go func() { _, _ = p.copyConn(up, c) }()
+	_, _ = p.copyConn(c, up)
 }
 
-func copyConn(dst, src net.Conn) (int64, error) {
+func (p *proxy) copyConn(dst, src net.Conn) (int64, error) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	var n int64
 	for {
 		k, err := src.Read(buf)
 		if k > 0 {
+			p.mu.Lock()
+			resume := p.resume
+			p.mu.Unlock()
+			if resume != nil {
+				<-resume
+			}
 			if _, werr := dst.Write(buf[:k]); werr != nil {
 				return n, werr
 			}
@@ -190,4 +270,68 @@ func (p *proxy) setOff(off bool) {
 	}
 }
 
+// setPaused holds all traffic (true) or lets it, and what it held, through again.
+func (p *proxy) setPaused(paused bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case paused && p.resume == nil:
+		p.resume = make(chan struct{})
+	case !paused && p.resume != nil:
+		close(p.resume)
+		p.resume = nil
+	}
+}
+
 func (p *proxy) url() string { return "http://" + p.ln.Addr().String() }
+
+// throttlingProxy forwards HTTP requests to the search server; while throttling, it
+// answers every bulk request itself with a 200 whose every item is a 429
+// es_rejected_execution_exception, as a search server with a full write queue does.
+type throttlingProxy struct {
+	srv       *httptest.Server
+	on        atomic.Bool
+	throttled atomic.Int64
+}
+
+func startThrottlingProxy(t testing.TB, target string) *throttlingProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &throttlingProxy{}
+	forward := httputil.NewSingleHostReverseProxy(u)
+	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.on.Load() || !strings.HasSuffix(r.URL.Path, "/_bulk") {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		p.throttled.Add(1)
+		var items []any
+		sc := bufio.NewScanner(r.Body)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var action map[string]map[string]any
+			if json.Unmarshal(sc.Bytes(), &action) != nil {
+				continue
+			}
+			for kind, meta := range action {
+				items = append(items, map[string]any{kind: map[string]any{
+					"_index": meta["_index"], "_id": meta["_id"], "status": 429,
+					"error": map[string]any{"type": "es_rejected_execution_exception", "reason": "rejected execution (queue capacity 10000) on write"},
+				}})
+				if kind == "index" || kind == "create" || kind == "update" {
+					sc.Scan() // the document line
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"took": 1, "errors": true, "items": items})
+	}))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *throttlingProxy) throttle(on bool) { p.on.Store(on) }
+func (p *throttlingProxy) url() string      { return p.srv.URL }

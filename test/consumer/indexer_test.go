@@ -1,9 +1,9 @@
 package consumer_test
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -126,12 +126,8 @@ func TestIndexerAppliesDuplicatesOnce(t *testing.T) {
 	c.waitMetric("atlas_consumer_records_consumed_total", float64(2*len(envs)), 2*time.Minute)
 	c.waitMetric("atlas_consumer_events_duplicate_total", float64(len(envs)), time.Minute)
 	s.waitIndexEqualsTable(t, time.Minute, c)
-	var processed int
-	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM indexer_processed_events").Scan(&processed); err != nil {
-		t.Fatal(err)
-	}
-	if processed != len(envs) {
-		t.Fatalf("indexer_processed_events holds %d ids, want %d", processed, len(envs))
+	if applied := s.appliedEvents(t); applied != len(envs) {
+		t.Fatalf("indexer_applied_events holds %d ids, want %d", applied, len(envs))
 	}
 	if dup, _ := c.metric("atlas_consumer_events_duplicate_total"); dup != float64(len(envs)) {
 		t.Fatalf("duplicates metric %v, want %d", dup, len(envs))
@@ -205,28 +201,77 @@ func TestIndexerSurvivesSIGKILL(t *testing.T) {
 	c.stop()
 }
 
-// Indexer test 7: the search server is unreachable for 12 s mid-run: readiness says so,
-// nothing is lost, and indexing resumes by itself.
+// Indexer test 7: the search server is unreachable for 12 s mid-run, while a batch of
+// new events and redelivered ones waits: readiness says so, nothing is lost, indexing
+// resumes by itself, and the redelivered events are counted as duplicates once, however
+// often their batch was tried.
 func TestIndexerSurvivesSearchOutage(t *testing.T) {
 	t.Parallel()
 	s := newIndexSetup(t, 3)
 	p := startProxy(t, s.searchURL[len("http://"):])
 	envs := generateItems(t, 27, 8_000)
 	s.applyToItems(t, envs, nil)
-	produced := s.produceInSlices(t, envs, 500, 300*time.Millisecond)
-	c := s.startMode(t, "indexer", "indexer", infra.NewGroup(t),
-		"--elasticsearch-addresses", p.url(), "--elasticsearch-index", s.alias, "--elasticsearch-opensearch")
-	c.waitMetric("atlas_consumer_documents_indexed_total", 100, time.Minute)
+	group := infra.NewGroup(t)
+	c := s.startIndexerAt(t, "indexer", group, p.url(), s.alias)
+	s.produce(t, envs[:4_000])
+	s.waitCaughtUp(t, group, time.Minute, c)
 	p.setOff(true)
 	outage := time.Now()
+	// Redelivered events in one batch with new ones, so the batch needs the search server.
+	const redelivered = 1_000
+	s.produce(t, append(append([]*event.Envelope(nil), envs[:redelivered]...), envs[4_000:4_500]...))
+	produced := s.produceInSlices(t, envs[4_500:], 500, 300*time.Millisecond)
 	sawNotReady := c.watchNotReady(12*time.Second - time.Since(outage))
 	p.setOff(false)
 	if !sawNotReady {
 		t.Errorf("/readyz never reported 503 while the search server was unreachable")
 	}
 	<-produced
-	c.waitMetric("atlas_consumer_records_consumed_total", float64(len(envs)), 2*time.Minute)
+	s.waitCaughtUp(t, group, 2*time.Minute, c)
 	s.waitIndexEqualsTable(t, time.Minute, c)
+	retries, _ := c.metricWith("atlas_consumer_retries_total", `dependency="elasticsearch"`)
+	if dup, _ := c.metric("atlas_consumer_events_duplicate_total"); dup != redelivered {
+		t.Fatalf("duplicates counted %v times for %d redelivered events (%v retries of the search server)", dup, redelivered, retries)
+	}
+	t.Logf("%v retries of the search server during the outage; %d duplicates counted once", retries, redelivered)
+	c.stop()
+}
+
+// The search server defers every operation of a bulk request (per-item 429, as when its
+// write queue is full) for a while: the deferred operations are retried with the
+// runner's backoff, /readyz answers 503 naming the search dependency, retries show in
+// atlas_consumer_retries_total{dependency="elasticsearch"}, and every document is
+// counted once when the throttling ends.
+func TestIndexerRetriesThrottledOperationsWithBackoff(t *testing.T) {
+	t.Parallel()
+	s := newIndexSetup(t, 3)
+	tp := startThrottlingProxy(t, s.searchURL)
+	envs := createdItems(t, 48, 3_000)
+	s.applyToItems(t, envs, nil)
+	group := infra.NewGroup(t)
+	c := s.startIndexerAt(t, "indexer", group, tp.url(), s.alias)
+	tp.throttle(true)
+	s.produce(t, envs)
+	why := c.watchNotReadyBecause(10*time.Second, "elasticsearch")
+	tp.throttle(false)
+	if why == "" {
+		t.Errorf("/readyz never answered 503 naming elasticsearch while every bulk operation was deferred")
+	} else {
+		t.Logf("/readyz while throttled: %s", why)
+	}
+	s.waitCaughtUp(t, group, time.Minute, c)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	if n, _ := c.metricWith("atlas_consumer_retries_total", `dependency="elasticsearch"`); n == 0 {
+		t.Errorf("atlas_consumer_retries_total{dependency=\"elasticsearch\"} = 0 after %d throttled bulk requests", tp.throttled.Load())
+	}
+	indexed, _ := c.metric("atlas_consumer_documents_indexed_total")
+	conflicts, _ := c.metric("atlas_consumer_version_conflicts_total")
+	if indexed != float64(len(envs)) || conflicts != 0 {
+		t.Fatalf("%v documents indexed and %v conflicts counted for %d created items, want each counted once", indexed, conflicts, len(envs))
+	}
+	if c.ready() != http.StatusOK {
+		t.Fatalf("/readyz still %d after the throttling ended", c.ready())
+	}
 	c.stop()
 }
 
@@ -300,12 +345,8 @@ func TestIndexerDeadLettersRejectedDocuments(t *testing.T) {
 		}
 	}
 	t.Logf("dead letter reason: %s", headers(letters[0])[runner.HeaderError])
-	var processed int
-	if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM indexer_processed_events").Scan(&processed); err != nil {
-		t.Fatal(err)
-	}
-	if processed != 5 {
-		t.Fatalf("%d events recorded as applied, want the 5 that were indexed", processed)
+	if applied := s.appliedEvents(t); applied != 5 {
+		t.Fatalf("%d events recorded as applied, want the 5 that were indexed", applied)
 	}
 	c.stop()
 	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
