@@ -28,8 +28,19 @@ func (p Problem) String() string {
 	return p.Field + ": " + p.Reason
 }
 
+// InvalidKind says what is wrong with an input as a whole.
+type InvalidKind int
+
+const (
+	// InvalidEnvelope: a JSON object that breaks the envelope rules.
+	InvalidEnvelope InvalidKind = iota
+	// NotJSONObject: not a JSON object at all (not JSON, not UTF-8, or another JSON value).
+	NotJSONObject
+)
+
 // InvalidError is returned by Decode and Validate. It lists every problem found.
 type InvalidError struct {
+	Kind     InvalidKind
 	Problems []Problem
 }
 
@@ -43,8 +54,10 @@ func (e *InvalidError) Error() string {
 
 // NotJSON reports whether the input was not a JSON object at all (as opposed to a
 // JSON object that breaks the envelope rules).
-func (e *InvalidError) NotJSON() bool {
-	return len(e.Problems) == 1 && e.Problems[0].Field == "" && strings.HasPrefix(e.Problems[0].Reason, "not ")
+func (e *InvalidError) NotJSON() bool { return e.Kind == NotJSONObject }
+
+func notJSON(reason string) *InvalidError {
+	return &InvalidError{Kind: NotJSONObject, Problems: []Problem{{Reason: reason}}}
 }
 
 const (
@@ -81,43 +94,41 @@ func canonicalUUID(s string) bool {
 // wire is the envelope as it arrives: every field raw, so the validator can tell a
 // missing field from a null one and a string from a number, and report each precisely.
 type wire struct {
-	EventID     json.RawMessage `json:"event_id"`
-	EventType   json.RawMessage `json:"event_type"`
-	Version     json.RawMessage `json:"version"`
-	OccurredAt  json.RawMessage `json:"occurred_at"`
-	ActorUserID json.RawMessage `json:"actor_user_id"`
-	TraceID     json.RawMessage `json:"trace_id"`
-	Entity      json.RawMessage `json:"entity"`
-	Data        json.RawMessage `json:"data"`
+	EventID, EventType, Version, OccurredAt, ActorUserID, TraceID, Entity, Data json.RawMessage
 }
 
-type wireEntity struct {
-	Type         json.RawMessage `json:"type"`
-	ID           json.RawMessage `json:"id"`
-	CollectionID json.RawMessage `json:"collection_id"`
-}
+// The contract's keys, spelled as it spells them. Keys are matched exactly: Go's JSON
+// decoding (and others') would take "EVENT_ID" for "event_id", which the JSON Schema
+// does not.
+var (
+	envelopeKeys = [...]string{"event_id", "event_type", "version", "occurred_at", "actor_user_id", "trace_id", "entity", "data"}
+	entityKeys   = [...]string{"type", "id", "collection_id"}
+)
 
-// Decode parses and validates one v1 envelope. Unknown fields are tolerated. An unknown
-// event_type or a version above CurrentVersion decodes as a valid envelope for which
-// Known() is false. On failure the error is an *InvalidError naming each bad field.
+// Decode parses and validates one v1 envelope. Unknown fields are tolerated; a key that
+// differs from a contract key only in case, or a contract key given twice, is not. An
+// unknown event_type or a version above CurrentVersion decodes as a valid envelope for
+// which Known() is false. On failure the error is an *InvalidError naming each bad field.
 func Decode(raw []byte) (*Envelope, error) {
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 {
-		return nil, &InvalidError{Problems: []Problem{{Reason: "not JSON: empty input"}}}
+		return nil, notJSON("not JSON: empty input")
+	}
+	if !utf8.Valid(trimmed) {
+		return nil, notJSON(fmt.Sprintf("not UTF-8: invalid byte at offset %d (JSON text must be UTF-8)", invalidUTF8At(trimmed)))
+	}
+	if !fastjson.Valid(trimmed) {
+		return nil, notJSON("not JSON: " + syntaxReason(trimmed))
 	}
 	if trimmed[0] != '{' {
-		if !json.Valid(trimmed) {
-			return nil, &InvalidError{Problems: []Problem{{Reason: "not JSON: " + syntaxReason(trimmed)}}}
-		}
-		return nil, &InvalidError{Problems: []Problem{{Reason: "not a JSON object: the envelope must be an object"}}}
-	}
-	var w wire
-	if err := fastjson.Unmarshal(trimmed, &w); err != nil {
-		return nil, &InvalidError{Problems: []Problem{{Reason: "not JSON: " + syntaxReason(trimmed)}}}
+		return nil, notJSON("not a JSON object: the envelope must be an object")
 	}
 	v := validator{}
+	var w wire
+	m := v.members("", trimmed, envelopeKeys[:])
+	w.EventID, w.EventType, w.Version, w.OccurredAt, w.ActorUserID, w.TraceID, w.Entity, w.Data = m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]
 	env := &Envelope{Raw: raw}
-	env.EventID = v.uuid("event_id", w.EventID)
+	env.EventID = v.eventID(w.EventID)
 	env.EventType = Type(v.eventType(w.EventType))
 	env.Version = v.version(w.Version)
 	env.OccurredAt = v.timestamp("occurred_at", w.OccurredAt)
@@ -125,10 +136,204 @@ func Decode(raw []byte) (*Envelope, error) {
 	env.TraceID = v.traceID(w.TraceID)
 	env.Entity = v.entity(w.Entity, env.EventType, env.Version)
 	env.Data = v.object("data", w.Data)
+	v.uniqueNames("", trimmed)
 	if len(v.problems) > 0 {
 		return nil, &InvalidError{Problems: v.problems}
 	}
 	return env, nil
+}
+
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
+}
+
+// members returns the raw values of the contract keys in the object obj (valid JSON),
+// in the order of keys (nil when absent). A key that differs from a contract key only in
+// case, or a contract key given twice in any spelling, is a problem of that field: JSON
+// readers disagree on which of two values wins, so none is taken.
+func (v *validator) members(prefix string, obj []byte, keys []string) []json.RawMessage {
+	out := make([]json.RawMessage, len(keys))
+	// per key: how often it was given, and its spellings in order
+	var given [len(envelopeKeys)]int
+	var spelt [len(envelopeKeys)][]string
+	eachMember(obj, func(key string, value []byte) {
+		for i, k := range keys {
+			if key != k && !strings.EqualFold(key, k) {
+				continue
+			}
+			given[i]++
+			if key == k && out[i] == nil {
+				out[i] = value
+			}
+			if key != k || given[i] > 1 {
+				if len(spelt[i]) == 0 && given[i] > 1 {
+					spelt[i] = append(spelt[i], k) // the exact spelling came first
+				}
+				spelt[i] = append(spelt[i], key)
+			}
+			return
+		}
+	})
+	for i, k := range keys {
+		switch {
+		case len(spelt[i]) == 0:
+			continue
+		case given[i] == 1:
+			v.fail(prefix+k, "given as %s: keys are case-sensitive, spell it %s", strconv.Quote(spelt[i][0]), strconv.Quote(k))
+		default:
+			quoted := make([]string, len(spelt[i]))
+			for j, s := range spelt[i] {
+				quoted[j] = strconv.Quote(s)
+			}
+			v.fail(prefix+k, "given %d times (%s): readers disagree on which value wins", given[i], strings.Join(quoted, ", "))
+		}
+		out[i] = nil
+	}
+	return out
+}
+
+// eachMember calls visit with each member of the JSON object obj, which must be valid
+// JSON: the key as decoded, and the raw value.
+func eachMember(obj []byte, visit func(key string, value []byte)) {
+	eachRawMember(obj, func(key, value []byte) { visit(keyName(key), value) })
+}
+
+// eachRawMember is eachMember with the key as it is written, quotes excluded.
+func eachRawMember(obj []byte, visit func(key, value []byte)) {
+	i := skipSpace(obj, 1) // past '{'
+	for i < len(obj) && obj[i] == '"' {
+		end := skipString(obj, i)
+		key := obj[i+1 : end-1]
+		i = skipSpace(obj, skipSpace(obj, end)+1) // past ':'
+		start := i
+		i = skipValue(obj, i)
+		visit(key, obj[start:i])
+		i = skipSpace(obj, i)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+}
+
+// keyName decodes a key as written (quotes excluded).
+func keyName(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw)
+	}
+	var name string
+	quoted := make([]byte, 0, len(raw)+2)
+	quoted = append(append(append(quoted, '"'), raw...), '"')
+	_ = fastjson.Unmarshal(quoted, &name)
+	return name
+}
+
+// uniqueNames reports a member name given twice in any object of the value raw (valid
+// JSON), at any depth: an envelope is an I-JSON message (RFC 7493), and readers disagree
+// on which of two values wins. The contract's keys are reported by members already.
+func (v *validator) uniqueNames(path string, raw []byte) {
+	switch raw[0] {
+	case '{':
+		var names [16][]byte
+		seen := names[:0]
+		eachRawMember(raw, func(key, value []byte) {
+			if bytes.IndexByte(key, '\\') >= 0 {
+				key = []byte(keyName(key))
+			}
+			dup := false
+			for _, k := range seen {
+				if bytes.Equal(k, key) {
+					dup = true
+					break
+				}
+			}
+			seen = append(seen, key)
+			nested := value[0] == '{' || value[0] == '['
+			if !dup && !nested {
+				return
+			}
+			field := string(key)
+			if path != "" {
+				field = path + "." + field
+			}
+			if dup {
+				v.fail(field, "given twice: readers disagree on which value wins")
+			}
+			if nested {
+				v.uniqueNames(field, value)
+			}
+		})
+	case '[':
+		i, n := skipSpace(raw, 1), 0
+		for i < len(raw) && raw[i] != ']' {
+			end := skipValue(raw, i)
+			if raw[i] == '{' || raw[i] == '[' {
+				v.uniqueNames(path+"["+strconv.Itoa(n)+"]", raw[i:end])
+			}
+			n++
+			i = skipSpace(raw, end)
+			if i < len(raw) && raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the offset just past the string starting at b[i] ('"').
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the offset just past the JSON value starting at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default:
+		for i < len(b) && !bytes.ContainsRune([]byte(",}] \t\n\r"), rune(b[i])) {
+			i++
+		}
+		return i
+	}
 }
 
 // syntaxReason describes why data is not JSON, with the byte offset where known.
@@ -148,7 +353,14 @@ type validator struct {
 	problems []Problem
 }
 
+// fail records a problem of field; a field already found wrong keeps its first problem
+// (a misspelt key is not also "required").
 func (v *validator) fail(field, format string, args ...any) {
+	for _, p := range v.problems {
+		if p.Field == field && field != "" {
+			return
+		}
+	}
 	v.problems = append(v.problems, Problem{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
 
@@ -195,6 +407,17 @@ func (v *validator) str(field string, raw json.RawMessage) (string, bool) {
 		return "", false
 	}
 	return s, true
+}
+
+// eventID decodes event_id: a UUID, and not the nil UUID (all zeros), which a producer
+// sends when it forgot to set one.
+func (v *validator) eventID(raw json.RawMessage) uuid.UUID {
+	before := len(v.problems)
+	id := v.uuid("event_id", raw)
+	if len(v.problems) == before && id == uuid.Nil {
+		v.fail("event_id", "must not be the nil UUID 00000000-0000-0000-0000-000000000000")
+	}
+	return id
 }
 
 func (v *validator) uuid(field string, raw json.RawMessage) uuid.UUID {
@@ -316,20 +539,17 @@ func (v *validator) entity(raw json.RawMessage, typ Type, version int) Entity {
 	if v.object("entity", raw) == nil {
 		return Entity{}
 	}
-	var w wireEntity
-	if err := fastjson.Unmarshal(raw, &w); err != nil {
-		v.fail("entity", "invalid: %v", err)
-		return Entity{}
-	}
+	m := v.members("entity.", raw, entityKeys[:])
+	rawType, rawID, rawCollection := m[0], m[1], m[2]
 	var e Entity
-	if s, ok := v.str("entity.type", w.Type); ok {
+	if s, ok := v.str("entity.type", rawType); ok {
 		e.Type = EntityType(s)
 		if s == "" {
 			v.fail("entity.type", "must not be empty")
 		}
 	}
-	e.ID = v.uuid("entity.id", w.ID)
-	e.CollectionID = v.optionalUUID("entity.collection_id", w.CollectionID)
+	e.ID = v.uuid("entity.id", rawID)
+	e.CollectionID = v.optionalUUID("entity.collection_id", rawCollection)
 
 	// Family rules hold for the v1 event types; newer versions and unknown types
 	// may define their own.
@@ -340,7 +560,7 @@ func (v *validator) entity(raw json.RawMessage, typ Type, version int) Entity {
 	if e.Type != "" && e.Type != want {
 		v.fail("entity.type", "must be %q for %s events, got %q", want, typ, e.Type)
 	}
-	if typ.needsCollection() && e.CollectionID == nil && (w.CollectionID == nil || isNull(w.CollectionID)) {
+	if typ.needsCollection() && e.CollectionID == nil && (rawCollection == nil || isNull(rawCollection)) {
 		v.fail("entity.collection_id", "required for %s events", typ)
 	}
 	return e

@@ -129,3 +129,46 @@ func TestRecordKeyAndHeaders(t *testing.T) {
 		t.Fatalf("job record key %s, trace header %q", r.Key, event.Header(r, "trace_id"))
 	}
 }
+
+// Invalid UTF-8 gets one verdict wherever it is (not only where a field is read as a
+// string): the envelope is not JSON text, and is dead-lettered as not-json.
+func TestDecodeInvalidUTF8Anywhere(t *testing.T) {
+	valid := `{"event_id":"0192f0a4-7c3e-7b1a-9d2e-4f5a6b7c8d9e","event_type":"CollectionCreated","version":1,` +
+		`"occurred_at":"2025-01-15T10:30:00Z","trace_id":"T","entity":{"type":"Collection","id":"8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"},` +
+		`"data":{"name":"N"},"extra":"X"}`
+	if _, err := event.Decode([]byte(valid)); err != nil {
+		t.Fatalf("the valid envelope: %v", err)
+	}
+	for _, where := range []string{`"T"`, `"N"`, `"X"`, `"CollectionCreated"`} {
+		bad := strings.Replace(valid, where, where[:2]+"\xff\xfe"+where[2:], 1)
+		_, err := event.Decode([]byte(bad))
+		var inv *event.InvalidError
+		if !asInvalid(err, &inv) || !inv.NotJSON() || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("invalid UTF-8 in %s: %v, want a not-JSON error saying not UTF-8", where, err)
+		}
+	}
+}
+
+// A member name given twice is an error at any depth, named by its path; a key written
+// with escapes is the key it decodes to.
+func TestDecodeMemberNamesOnce(t *testing.T) {
+	base := `{"event_id":"0192f0a4-7c3e-7b1a-9d2e-4f5a6b7c8d9e","event_type":"CollectionCreated","version":1,` +
+		`"occurred_at":"2025-01-15T10:30:00Z","entity":{"type":"Collection","id":"8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"},`
+	for _, c := range []struct{ data, field string }{
+		{`"data":{"a":1,"b":{"c":1,"c":2}}}`, "data.b.c"},
+		{`"data":{"list":[{"x":1},{"x":1,"x":2}]}}`, "data.list[1].x"},
+		{`"data":{"a":1},"extra":1,"extra":2}`, "extra"},
+		{`"data":{"a":1,"\u0061":2}}`, "data.a"},
+	} {
+		_, err := event.Decode([]byte(base + c.data))
+		var inv *event.InvalidError
+		if !asInvalid(err, &inv) || len(inv.Problems) != 1 || inv.Problems[0].Field != c.field || inv.NotJSON() {
+			t.Errorf("%s: %v, want one problem with %s", c.data, err, c.field)
+		}
+	}
+	env, err := event.Decode([]byte(`{"event\u005fid":"0192f0a4-7c3e-7b1a-9d2e-4f5a6b7c8d9e","event_type":"CollectionCreated","version":1,` +
+		`"occurred_at":"2025-01-15T10:30:00Z","entity":{"type":"Collection","id":"8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"},"data":{}}`))
+	if err != nil || env.EventID.String() != "0192f0a4-7c3e-7b1a-9d2e-4f5a6b7c8d9e" {
+		t.Fatalf("an escaped key: %v", err)
+	}
+}

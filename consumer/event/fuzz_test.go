@@ -8,7 +8,8 @@ import (
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 )
 
-// FuzzDecode: the decoder never panics, every error explains itself, whatever it accepts
+// FuzzDecode: the decoder never panics, every error explains itself, it gives the same
+// verdict as the JSON Schema (parsed as I-JSON, as the schema asks), whatever it accepts
 // is valid JSON by encoding/json's rules and survives a marshal/decode round trip unchanged.
 func FuzzDecode(f *testing.F) {
 	raw, err := os.ReadFile("testdata/corpus.json")
@@ -24,8 +25,12 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte("not json"))
 	f.Add([]byte(`{"version":1e400}`))
+	s := compileSchema(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		env, err := event.Decode(in)
+		if serr := schemaVerdict(s, in); (err == nil) != (serr == nil) {
+			t.Fatalf("the decoder and the JSON Schema disagree on %q:\ndecoder: %v\nschema: %v", in, err, serr)
+		}
 		if err != nil {
 			if env != nil {
 				t.Fatal("non-nil envelope with an error")
