@@ -4,6 +4,9 @@
 #                                write DIR/pid and DIR/url, print the URL. When DIR already
 #                                holds a stopped server, start it again on its old port.
 #   hack/postgres.sh stop DIR
+#   hack/postgres.sh crash DIR   an immediate stop (pg_ctl -m immediate): no checkpoint, what
+#                                is not written from the WAL buffers is lost, as in a crash;
+#                                `start DIR` recovers it
 # With ATLAS_NODE_HOST_IP set (hack/node.sh prints it), the server also listens there and
 # trusts the local node's pod network (NODE_POD_CIDR, default 10.244.0.0/16), so consumer
 # pods reach it; the printed URL stays on 127.0.0.1.
@@ -68,8 +71,17 @@ stop() {
   rm -f "$dir/pid"
 }
 
+crash() {
+  local dir=$1 bin
+  [[ -f $dir/pid ]] || return 0
+  bin=$(pg_bindir) || die "PostgreSQL server binaries not found"
+  as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+  rm -f "$dir/pid"
+}
+
 case "${1:-}" in
   start) start "${2:?usage: postgres.sh start DIR}" ;;
   stop) stop "${2:?usage: postgres.sh stop DIR}" ;;
-  *) die "usage: hack/postgres.sh start|stop DIR" ;;
+  crash) crash "${2:?usage: postgres.sh crash DIR}" ;;
+  *) die "usage: hack/postgres.sh start|stop|crash DIR" ;;
 esac

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atlas-platform/atlas-operator/consumer/observe"
+	"github.com/atlas-platform/atlas-operator/consumer/pgtx"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
 )
 
@@ -163,8 +164,12 @@ func (s *Sink) applyChunk(ctx context.Context, msgs []runner.Message) ([]runner.
 	return rejected, nil
 }
 
-func (s *Sink) copy(ctx context.Context, msgs []runner.Message) (int64, error) {
-	return s.pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, columnNames, &copySource{msgs: msgs, i: -1})
+func (s *Sink) copy(ctx context.Context, msgs []runner.Message) (n int64, err error) {
+	err = pgtx.Durable(ctx, s.pool, func(tx pgx.Tx) error {
+		n, err = tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, columnNames, &copySource{msgs: msgs, i: -1})
+		return err
+	})
+	return n, err
 }
 
 // copySource streams a batch to COPY without building an intermediate copy of it.
@@ -199,13 +204,14 @@ func (c *copySource) Values() ([]any, error) {
 	return c.row[:], nil
 }
 
-func (s *Sink) insert(ctx context.Context, c *columns) (int64, error) {
-	tag, err := s.pool.Exec(ctx, insertSQL, c.eventID, c.eventType, c.version, c.occurredAt, c.actor, c.traceID,
-		c.entityType, c.entityID, c.collectionID, c.data, c.envelope, c.topic, c.partition, c.offset)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
+func (s *Sink) insert(ctx context.Context, c *columns) (n int64, err error) {
+	err = pgtx.Durable(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, insertSQL, c.eventID, c.eventType, c.version, c.occurredAt, c.actor, c.traceID,
+			c.entityType, c.entityID, c.collectionID, c.data, c.envelope, c.topic, c.partition, c.offset)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 func (s *Sink) count(total int, inserted int64) {

@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/atlas-platform/atlas-operator/consumer/pgtx"
 )
 
 // Item is an item's current state in Postgres, the source of truth.
@@ -97,10 +99,10 @@ func (s store) ids(ctx context.Context, what, query string, args ...any) (map[uu
 	return out, nil
 }
 
-// record stores, in one transaction, the events whose effect the target now holds and
-// the items newly known to be hard-deleted (item -> the ItemDeleted event that showed
-// it). It runs only after the search server accepted the effect, so a crash never marks
-// unindexed work as done.
+// record stores, in one durable transaction, the events whose effect the target now
+// holds and the items newly known to be hard-deleted (item -> the ItemDeleted event that
+// showed it). It runs only after the search server accepted the effect, so a crash never
+// marks unindexed work as done, and its commit survives a crash before the offsets move.
 func (s store) record(ctx context.Context, target int32, applied []uuid.UUID, hardDeleted map[uuid.UUID]uuid.UUID) error {
 	b := &pgx.Batch{}
 	if len(applied) > 0 {
@@ -116,8 +118,8 @@ func (s store) record(ctx context.Context, target int32, applied []uuid.UUID, ha
 	if b.Len() == 0 {
 		return nil
 	}
-	// A batch is sent with one Sync: Postgres runs it as one implicit transaction.
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	err := pgtx.Durable(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
+	if err != nil {
 		return fmt.Errorf("record %d applied events and %d hard-deleted items: %w", len(applied), len(hardDeleted), err)
 	}
 	return nil

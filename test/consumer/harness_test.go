@@ -404,6 +404,24 @@ func (s *setup) produceRecords(t testing.TB, cl *kgo.Client, recs []*kgo.Record)
 	}
 }
 
+// waitCaughtUp waits until the group has committed every record of the topic.
+func (s *setup) waitCaughtUp(t testing.TB, group string, timeout time.Duration, procs ...*consumerProc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	lag := int64(-1)
+	for time.Now().Before(deadline) {
+		if lag = infra.GroupLag(t, group, s.topic); lag == 0 {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var logs strings.Builder
+	for _, p := range procs {
+		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
+	}
+	t.Fatalf("group %s still lags %d records after %s\n%s", group, lag, timeout, logs.String())
+}
+
 // rowCount counts audit_events rows (0 while the table does not exist yet).
 func (s *setup) rowCount(t testing.TB) int {
 	t.Helper()

@@ -141,24 +141,6 @@ func (s *indexSetup) startIndexerAt(t testing.TB, name, group, url, alias string
 		"--elasticsearch-addresses", url, "--elasticsearch-index", alias, "--elasticsearch-opensearch"}, extra...)...)
 }
 
-// waitCaughtUp waits until the group has committed every record of the topic.
-func (s *indexSetup) waitCaughtUp(t testing.TB, group string, timeout time.Duration, procs ...*consumerProc) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	lag := int64(-1)
-	for time.Now().Before(deadline) {
-		if lag = infra.GroupLag(t, group, s.topic); lag == 0 {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	var logs strings.Builder
-	for _, p := range procs {
-		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
-	}
-	t.Fatalf("group %s still lags %d records after %s\n%s", group, lag, timeout, logs.String())
-}
-
 // itemEvent returns a new event of type typ about the item of of, with data.
 func itemEvent(t testing.TB, typ event.Type, of *event.Envelope, data any) *event.Envelope {
 	t.Helper()

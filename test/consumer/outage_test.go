@@ -91,3 +91,36 @@ func TestAuditSurvivesKafkaOutage(t *testing.T) {
 	s.assertExactly(t, all)
 	c.stop()
 }
+
+// Postgres crashes three times mid-run (an immediate stop: no checkpoint, its WAL
+// buffers lost) while its default is synchronous_commit = off (the test stack's setting,
+// and a common tuning, under which a commit returns before it is written): every event is
+// still audited exactly once, because the consumer makes its own commits durable before
+// it commits their offsets.
+func TestAuditIsDurableAcrossPostgresCrashes(t *testing.T) {
+	t.Parallel()
+	pg := infra.StartPostgres(t)
+	s := newSetup(t, 6)
+	s.dsn = pg.Addr
+	s.pool = newPool(t, s.dsn)
+	var setting string
+	if err := s.pool.QueryRow(context.Background(), "SHOW synchronous_commit").Scan(&setting); err != nil || setting != "off" {
+		t.Fatalf("the private server's synchronous_commit is %q (%v), want off for this test", setting, err)
+	}
+	envs := generate(t, 62, 150_000)
+	produced := s.produceInSlices(t, envs, 5_000, 150*time.Millisecond)
+	group := infra.NewGroup(t)
+	c := s.startConsumer(t, "audit", group)
+	for crash := 1; crash <= 3; crash++ {
+		s.waitRows(t, crash*30_000, 2*time.Minute, c)
+		s.pool.Reset()
+		pg.Crash()
+		t.Logf("crash %d", crash)
+		time.Sleep(time.Second)
+		pg.Start()
+	}
+	<-produced
+	s.waitCaughtUp(t, group, 3*time.Minute, c)
+	s.assertExactly(t, envs)
+	c.stop()
+}

@@ -57,6 +57,10 @@ func startServer(t testing.TB, script string) *Server {
 // Stop shuts the server down (clients are disconnected).
 func (s *Server) Stop() { s.t.Helper(); s.run("stop") }
 
+// Crash stops a Postgres server at once, as a crash would (pg_ctl -m immediate): what
+// its WAL buffers held and had not written is lost; Start recovers it.
+func (s *Server) Crash() { s.t.Helper(); s.run("crash") }
+
 // Start starts the stopped server again on the same port with the same data.
 func (s *Server) Start() { s.t.Helper(); s.run("start") }
 
