@@ -125,7 +125,7 @@ func Decode(raw []byte) (*Envelope, error) {
 	}
 	v := validator{}
 	var w wire
-	m := v.members("", trimmed, envelopeKeys[:])
+	m := v.members("", trimmed, envelopeKeys[:], true)
 	w.EventID, w.EventType, w.Version, w.OccurredAt, w.ActorUserID, w.TraceID, w.Entity, w.Data = m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]
 	env := &Envelope{Raw: raw}
 	env.EventID = v.eventID(w.EventID)
@@ -136,7 +136,6 @@ func Decode(raw []byte) (*Envelope, error) {
 	env.TraceID = v.traceID(w.TraceID)
 	env.Entity = v.entity(w.Entity, env.EventType, env.Version)
 	env.Data = v.object("data", w.Data)
-	v.uniqueNames("", trimmed)
 	if len(v.problems) > 0 {
 		return nil, &InvalidError{Problems: v.problems}
 	}
@@ -157,69 +156,80 @@ func invalidUTF8At(b []byte) int {
 // members returns the raw values of the contract keys in the object obj (valid JSON),
 // in the order of keys (nil when absent). A key that differs from a contract key only in
 // case, or a contract key given twice in any spelling, is a problem of that field: JSON
-// readers disagree on which of two values wins, so none is taken.
-func (v *validator) members(prefix string, obj []byte, keys []string) []json.RawMessage {
+// readers disagree on which of two values wins, so none is taken. With walk, it also
+// reports any other member name given twice, here or in the nested values (see
+// uniqueNamesAt), in the same pass.
+func (v *validator) members(prefix string, obj []byte, keys []string, walk bool) []json.RawMessage {
 	out := make([]json.RawMessage, len(keys))
 	// per key: how often it was given, and its spellings in order
 	var given [len(envelopeKeys)]int
 	var spelt [len(envelopeKeys)][]string
-	eachMember(obj, func(key string, value []byte) {
-		for i, k := range keys {
-			if key != k && !strings.EqualFold(key, k) {
-				continue
-			}
-			given[i]++
-			if key == k && out[i] == nil {
-				out[i] = value
-			}
-			if key != k || given[i] > 1 {
-				if len(spelt[i]) == 0 && given[i] > 1 {
-					spelt[i] = append(spelt[i], k) // the exact spelling came first
-				}
-				spelt[i] = append(spelt[i], key)
-			}
-			return
-		}
-	})
-	for i, k := range keys {
-		switch {
-		case len(spelt[i]) == 0:
-			continue
-		case given[i] == 1:
-			v.fail(prefix+k, "given as %s: keys are case-sensitive, spell it %s", strconv.Quote(spelt[i][0]), strconv.Quote(k))
-		default:
-			quoted := make([]string, len(spelt[i]))
-			for j, s := range spelt[i] {
-				quoted[j] = strconv.Quote(s)
-			}
-			v.fail(prefix+k, "given %d times (%s): readers disagree on which value wins", given[i], strings.Join(quoted, ", "))
-		}
-		out[i] = nil
-	}
-	return out
-}
-
-// eachMember calls visit with each member of the JSON object obj, which must be valid
-// JSON: the key as decoded, and the raw value.
-func eachMember(obj []byte, visit func(key string, value []byte)) {
-	eachRawMember(obj, func(key, value []byte) { visit(keyName(key), value) })
-}
-
-// eachRawMember is eachMember with the key as it is written, quotes excluded.
-func eachRawMember(obj []byte, visit func(key, value []byte)) {
+	var buf [16][]byte
+	others := buf[:0]      // names that are not contract keys
 	i := skipSpace(obj, 1) // past '{'
 	for i < len(obj) && obj[i] == '"' {
 		end := skipString(obj, i)
 		key := obj[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			key = []byte(keyName(key))
+		}
 		i = skipSpace(obj, skipSpace(obj, end)+1) // past ':'
 		start := i
-		i = skipValue(obj, i)
-		visit(key, obj[start:i])
+		if walk && (obj[i] == '{' || obj[i] == '[') {
+			i = v.uniqueNamesAt(obj, i, &pathElem{name: key})
+		} else {
+			i = skipValue(obj, i)
+		}
+		value := obj[start:i]
+		contract := false
+		for j, k := range keys {
+			exact := string(key) == k
+			if !exact && !strings.EqualFold(string(key), k) {
+				continue
+			}
+			contract = true
+			given[j]++
+			if exact && out[j] == nil {
+				out[j] = value
+			}
+			if !exact || given[j] > 1 {
+				if len(spelt[j]) == 0 && given[j] > 1 {
+					spelt[j] = append(spelt[j], k) // the exact spelling came first
+				}
+				spelt[j] = append(spelt[j], string(key))
+			}
+			break
+		}
+		if !contract && walk {
+			for _, o := range others {
+				if bytes.Equal(o, key) {
+					v.fail(prefix+string(key), "given twice: readers disagree on which value wins")
+					break
+				}
+			}
+			others = append(others, key)
+		}
 		i = skipSpace(obj, i)
 		if i < len(obj) && obj[i] == ',' {
 			i = skipSpace(obj, i+1)
 		}
 	}
+	for j, k := range keys {
+		switch {
+		case len(spelt[j]) == 0:
+			continue
+		case given[j] == 1:
+			v.fail(prefix+k, "given as %s: keys are case-sensitive, spell it %s", strconv.Quote(spelt[j][0]), strconv.Quote(k))
+		default:
+			quoted := make([]string, len(spelt[j]))
+			for n, s := range spelt[j] {
+				quoted[n] = strconv.Quote(s)
+			}
+			v.fail(prefix+k, "given %d times (%s): readers disagree on which value wins", given[j], strings.Join(quoted, ", "))
+		}
+		out[j] = nil
+	}
+	return out
 }
 
 // keyName decodes a key as written (quotes excluded).
@@ -234,54 +244,80 @@ func keyName(raw []byte) string {
 	return name
 }
 
-// uniqueNames reports a member name given twice in any object of the value raw (valid
-// JSON), at any depth: an envelope is an I-JSON message (RFC 7493), and readers disagree
-// on which of two values wins. The contract's keys are reported by members already.
-func (v *validator) uniqueNames(path string, raw []byte) {
-	switch raw[0] {
+// pathElem is one step of the path to a nested value: a member name or an array index.
+type pathElem struct {
+	parent *pathElem
+	name   []byte
+	index  int
+}
+
+func (p *pathElem) String() string {
+	if p == nil {
+		return ""
+	}
+	parent := p.parent.String()
+	switch {
+	case p.name == nil:
+		return parent + "[" + strconv.Itoa(p.index) + "]"
+	case parent == "":
+		return string(p.name)
+	default:
+		return parent + "." + string(p.name)
+	}
+}
+
+// uniqueNamesAt reports a member name given twice in any object of the value starting at
+// b[i] (valid JSON), at any depth, and returns the offset just past the value: an
+// envelope is an I-JSON message (RFC 7493), and readers disagree on which of two values
+// wins. One pass over the bytes however deep the nesting; a path is only spelt out for a
+// problem.
+func (v *validator) uniqueNamesAt(b []byte, i int, path *pathElem) int {
+	switch b[i] {
 	case '{':
 		var names [16][]byte
 		seen := names[:0]
-		eachRawMember(raw, func(key, value []byte) {
+		i = skipSpace(b, i+1)
+		for i < len(b) && b[i] == '"' {
+			end := skipString(b, i)
+			key := b[i+1 : end-1]
 			if bytes.IndexByte(key, '\\') >= 0 {
 				key = []byte(keyName(key))
 			}
-			dup := false
 			for _, k := range seen {
 				if bytes.Equal(k, key) {
-					dup = true
+					v.fail((&pathElem{parent: path, name: key}).String(), "given twice: readers disagree on which value wins")
 					break
 				}
 			}
 			seen = append(seen, key)
-			nested := value[0] == '{' || value[0] == '['
-			if !dup && !nested {
-				return
+			i = skipSpace(b, skipSpace(b, end)+1) // past ':'
+			if b[i] == '{' || b[i] == '[' {
+				i = v.uniqueNamesAt(b, i, &pathElem{parent: path, name: key})
+			} else {
+				i = skipValue(b, i)
 			}
-			field := string(key)
-			if path != "" {
-				field = path + "." + field
-			}
-			if dup {
-				v.fail(field, "given twice: readers disagree on which value wins")
-			}
-			if nested {
-				v.uniqueNames(field, value)
-			}
-		})
-	case '[':
-		i, n := skipSpace(raw, 1), 0
-		for i < len(raw) && raw[i] != ']' {
-			end := skipValue(raw, i)
-			if raw[i] == '{' || raw[i] == '[' {
-				v.uniqueNames(path+"["+strconv.Itoa(n)+"]", raw[i:end])
-			}
-			n++
-			i = skipSpace(raw, end)
-			if i < len(raw) && raw[i] == ',' {
-				i = skipSpace(raw, i+1)
+			i = skipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
 			}
 		}
+		return i + 1 // past '}'
+	case '[':
+		i = skipSpace(b, i+1)
+		for n := 0; i < len(b) && b[i] != ']'; n++ {
+			if b[i] == '{' || b[i] == '[' {
+				i = v.uniqueNamesAt(b, i, &pathElem{parent: path, index: n})
+			} else {
+				i = skipValue(b, i)
+			}
+			i = skipSpace(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
+		}
+		return i + 1 // past ']'
+	default:
+		return skipValue(b, i)
 	}
 }
 
@@ -292,17 +328,24 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// skipString returns the offset just past the string starting at b[i] ('"').
+// skipString returns the offset just past the string starting at b[i] ('"'): the next
+// quote not escaped by an odd number of backslashes, found with bytes.IndexByte.
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for from := i + 1; ; {
+		j := bytes.IndexByte(b[from:], '"')
+		if j < 0 {
+			return len(b)
 		}
+		end := from + j
+		k := end - 1
+		for k > i && b[k] == '\\' {
+			k--
+		}
+		if (end-1-k)%2 == 0 {
+			return end + 1
+		}
+		from = end + 1
 	}
-	return i
 }
 
 // skipValue returns the offset just past the JSON value starting at b[i].
@@ -353,13 +396,24 @@ type validator struct {
 	problems []Problem
 }
 
+// maxProblems bounds the problems listed for one input (a hostile record may hold
+// thousands); the last one says that more were not listed.
+const maxProblems = 20
+
 // fail records a problem of field; a field already found wrong keeps its first problem
 // (a misspelt key is not also "required").
 func (v *validator) fail(field, format string, args ...any) {
+	if len(v.problems) >= maxProblems {
+		return
+	}
 	for _, p := range v.problems {
 		if p.Field == field && field != "" {
 			return
 		}
+	}
+	if len(v.problems) == maxProblems-1 {
+		v.problems = append(v.problems, Problem{Reason: "more problems, not listed"})
+		return
 	}
 	v.problems = append(v.problems, Problem{Field: field, Reason: fmt.Sprintf(format, args...)})
 }
@@ -499,11 +553,47 @@ func (v *validator) timestamp(field string, raw json.RawMessage) time.Time {
 	return t
 }
 
-// rfc3339Shape rejects what time.Parse tolerates but RFC 3339 does not (single-digit
-// fields are already rejected; a lowercase zone letter or a missing zone are not allowed).
+// rfc3339Shape checks the RFC 3339 date-time grammar exactly as the contract (and the
+// JSON Schema's pattern) spells it: YYYY-MM-DDTHH:MM:SS with hours 00-23, minutes and
+// seconds 00-59 (no leap second, which Go's time cannot hold), an optional fraction of
+// one or more digits after '.', then Z or an offset of ±HH:MM within 23:59. time.Parse
+// alone is looser (a comma before the fraction, offsets like +24:00); it checks the date.
 func rfc3339Shape(s string) bool {
-	return len(s) >= len("2006-01-02T15:04:05Z") && s[10] == 'T' &&
-		(strings.HasSuffix(s, "Z") || s[len(s)-6] == '+' || s[len(s)-6] == '-')
+	digits := func(from, to int) bool {
+		for i := from; i < to; i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	// hhmm checks HH:MM at i (HH 00-23, MM 00-59).
+	hhmm := func(i int) bool {
+		return digits(i, i+2) && s[i+2] == ':' && digits(i+3, i+5) && (s[i] < '2' || s[i] == '2' && s[i+1] <= '3') && s[i+3] <= '5'
+	}
+	if len(s) < 20 || !digits(0, 4) || s[4] != '-' || !digits(5, 7) || s[7] != '-' || !digits(8, 10) || s[10] != 'T' ||
+		!hhmm(11) || s[16] != ':' || !digits(17, 19) || s[17] > '5' {
+		return false
+	}
+	i := 19
+	if s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j == i+1 {
+			return false
+		}
+		i = j
+	}
+	switch {
+	case i == len(s)-1:
+		return s[i] == 'Z'
+	case i == len(s)-6:
+		return (s[i] == '+' || s[i] == '-') && hhmm(i+1)
+	default:
+		return false
+	}
 }
 
 func (v *validator) traceID(raw json.RawMessage) *string {
@@ -539,7 +629,7 @@ func (v *validator) entity(raw json.RawMessage, typ Type, version int) Entity {
 	if v.object("entity", raw) == nil {
 		return Entity{}
 	}
-	m := v.members("entity.", raw, entityKeys[:])
+	m := v.members("entity.", raw, entityKeys[:], false)
 	rawType, rawID, rawCollection := m[0], m[1], m[2]
 	var e Entity
 	if s, ok := v.str("entity.type", rawType); ok {

@@ -172,3 +172,20 @@ func TestDecodeMemberNamesOnce(t *testing.T) {
 		t.Fatalf("an escaped key: %v", err)
 	}
 }
+
+// A hostile record (nesting as deep as JSON allows, thousands of repeated names) is
+// refused with a bounded list of problems.
+func TestDecodeHostileShapes(t *testing.T) {
+	base := `{"event_id":"0192f0a4-7c3e-7b1a-9d2e-4f5a6b7c8d9e","event_type":"CollectionCreated","version":1,` +
+		`"occurred_at":"2025-01-15T10:30:00Z","entity":{"type":"Collection","id":"8d7c6b5a-4f3e-4d2c-9b1a-0f9e8d7c6b5a"},"data":`
+	deep := base + `{"a":` + strings.Repeat(`[`, 9_000) + strings.Repeat(`]`, 9_000) + `}}`
+	if _, err := event.Decode([]byte(deep)); err != nil {
+		t.Fatalf("9,000 levels of nesting, all names distinct: %v", err)
+	}
+	dups := base + `{` + strings.Repeat(`"a":1,`, 50_000) + `"a":1}}`
+	_, err := event.Decode([]byte(dups))
+	var inv *event.InvalidError
+	if !asInvalid(err, &inv) || len(inv.Problems) > 20 || inv.Problems[0].Field != "data.a" {
+		t.Fatalf("50,000 repeated names: %v", err)
+	}
+}
