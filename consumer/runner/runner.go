@@ -199,8 +199,7 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 // flight (within the shutdown timeout), leaves the group and returns. It returns an
 // error only when the batch in flight could not be finished in time (it is redelivered).
 func (r *Runner) Run(ctx context.Context) error {
-	defer r.client.Close()
-	// In-flight work outlives ctx by at most the shutdown timeout.
+	// In-flight work, and leaving the group, outlive ctx by at most the shutdown timeout.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownTimeout, cancelWork) })
@@ -215,6 +214,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		r.leave(work)
 		return nil // ctx ended before the brokers answered: nothing to finish
 	}
 	r.ready.Set("kafka", nil)
@@ -223,14 +223,34 @@ func (r *Runner) Run(ctx context.Context) error {
 		"batch_size", r.cfg.BatchSize, "batch_wait", r.cfg.BatchWait.String())
 
 	runErr := r.loop(ctx, work)
-	r.client.AllowRebalance()
-	leaveCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.client.LeaveGroupContext(leaveCtx); err != nil {
-		r.log.Warn("leaving the consumer group", "group", r.cfg.Group, "error", err)
-	}
-	r.log.Info("stopped consuming", "group", r.cfg.Group)
+	r.leave(work)
 	return runErr
+}
+
+// leave leaves the group and closes the client, unless work (the shutdown deadline) ends
+// first: a member still waiting in a group join cannot leave before the broker answers
+// the join, which can take a dead predecessor's whole session timeout. Exiting without
+// leaving loses nothing (nothing unfinished was committed); the broker then gives the
+// partitions away when the session times out.
+func (r *Runner) leave(work context.Context) {
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		r.client.AllowRebalance()
+		leaveCtx, cancel := context.WithTimeout(work, 10*time.Second)
+		defer cancel()
+		if err := r.client.LeaveGroupContext(leaveCtx); err != nil {
+			r.log.Warn("leaving the consumer group", "group", r.cfg.Group, "error", err)
+		}
+		r.client.Close()
+	}()
+	select {
+	case <-left:
+		r.log.Info("stopped consuming", "group", r.cfg.Group)
+	case <-work.Done():
+		r.log.Warn("the shutdown timeout passed before the consumer group was left (a group join was still under way); exiting without leaving it",
+			"group", r.cfg.Group, "shutdown_timeout", r.cfg.ShutdownTimeout.String())
+	}
 }
 
 // idleCheck is how often an idle consumer checks that the brokers still answer, so
