@@ -44,14 +44,13 @@ func (r *Readiness) Set(dependency string, err error) {
 	r.failing[dependency] = err.Error()
 }
 
-// Ready returns whether the consumer is ready and, when it is not, why.
+// Ready returns whether the consumer is ready and, when it is not, why: "starting" until
+// the consumer reaches its brokers, then every dependency whose latest call failed (a
+// consumer that is still starting names those too, such as a database it cannot reach).
 func (r *Readiness) Ready() (bool, string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.started {
-		return false, "starting: not yet consuming"
-	}
-	if len(r.failing) == 0 {
+	if r.started && len(r.failing) == 0 {
 		return true, "ok"
 	}
 	deps := make([]string, 0, len(r.failing))
@@ -60,6 +59,9 @@ func (r *Readiness) Ready() (bool, string) {
 	}
 	sort.Strings(deps)
 	var b strings.Builder
+	if !r.started {
+		b.WriteString("starting: not yet consuming\n")
+	}
 	for _, d := range deps {
 		fmt.Fprintf(&b, "%s unavailable: %s\n", d, r.failing[d])
 	}

@@ -21,6 +21,7 @@ type Metrics struct {
 	BatchSize      prometheus.Histogram
 	BatchDuration  prometheus.Histogram
 	Lag            *prometheus.GaugeVec // by topic, partition
+	TopicMissing   *prometheus.GaugeVec // by topic
 }
 
 // NewMetrics creates the registry and the common series of a consumer in the given mode.
@@ -68,7 +69,11 @@ func NewMetrics(mode string) *Metrics {
 			Name: "atlas_consumer_partition_lag", ConstLabels: labels,
 			Help: "Records between the last fetched offset and the partition's high watermark, as this client saw it.",
 		}, []string{"topic", "partition"}),
+		TopicMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "atlas_consumer_topic_missing", ConstLabels: labels,
+			Help: "1 while a topic the consumer needs (its topic or dead-letter topic) does not exist on the brokers.",
+		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.Consumed, m.Skipped, m.DeadLettered, m.Retries, m.CommitFailures, m.Committed, m.BatchSize, m.BatchDuration, m.Lag)
+	reg.MustRegister(m.Consumed, m.Skipped, m.DeadLettered, m.Retries, m.CommitFailures, m.Committed, m.BatchSize, m.BatchDuration, m.Lag, m.TopicMissing)
 	return m
 }

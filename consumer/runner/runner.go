@@ -218,6 +218,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return nil // ctx ended before the brokers answered: nothing to finish
 	}
 	r.ready.Set("kafka", nil)
+	go r.watchTopics(ctx)
 	r.ready.MarkStarted()
 	r.log.Info("consuming", "topic", r.cfg.Topic, "group", r.cfg.Group, "dead_letter_topic", r.cfg.DeadLetterTopic,
 		"batch_size", r.cfg.BatchSize, "batch_wait", r.cfg.BatchWait.String())

@@ -222,6 +222,23 @@ func (p *consumerProc) readyz() (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
+// waitReady waits until /readyz answers 200.
+func (p *consumerProc) waitReady(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.ready() == http.StatusOK {
+			return
+		}
+		if p.exited() {
+			p.t.Fatalf("%s exited; log:\n%s", p.name, p.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	code, why := p.readyz()
+	p.t.Fatalf("%s: /readyz still %d (%s) after %s\n%s", p.name, code, why, timeout, p.tail())
+}
+
 // watchNotReadyBecause watches /readyz for d and returns its first 503 answer that
 // mentions what ("" when there was none); the process must stay up meanwhile.
 func (p *consumerProc) watchNotReadyBecause(d time.Duration, what string) string {
