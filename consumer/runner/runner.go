@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -92,7 +93,7 @@ type Config struct {
 	MaxEventBytes   int
 	FetchMaxBytes   int32
 	ShutdownTimeout time.Duration
-	// SessionTimeout is the group session timeout (0: franz-go's default, 45s).
+	// SessionTimeout is the group session timeout.
 	SessionTimeout time.Duration
 	Backoff        backoff.Policy
 	// Skip, when set, drops a record before it is decoded; its offset still advances.
@@ -122,11 +123,26 @@ func (c Config) Validate() error {
 	if c.BatchWait < 0 {
 		errs = append(errs, fmt.Errorf("batch wait %s: must not be negative", c.BatchWait))
 	}
-	if c.MaxEventBytes < 1 {
+	switch {
+	case c.MaxEventBytes < 1:
 		errs = append(errs, fmt.Errorf("max event bytes %d: must be positive", c.MaxEventBytes))
+	case c.MaxEventBytes > MaxEventBytesLimit:
+		errs = append(errs, fmt.Errorf("max event bytes %d: above %d, the largest a dead letter of it (the value twice over, plus headers) fits in one Kafka request",
+			c.MaxEventBytes, MaxEventBytesLimit))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown timeout %s: must be positive", c.ShutdownTimeout))
+	}
+	if c.SessionTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("session timeout %s: must be positive (brokers accept 6s to 30m by default)", c.SessionTimeout))
 	}
 	return errors.Join(errs...)
 }
+
+// MaxEventBytesLimit is the largest MaxEventBytes: a dead letter may carry the value
+// twice (as produced and in its copy) plus 1 MiB of headers, and a Kafka request's size
+// is a signed 32-bit number.
+const MaxEventBytesLimit = (math.MaxInt32 - 1<<20) / 2
 
 // Runner consumes one topic in one group into one Sink.
 type Runner struct {
@@ -148,9 +164,6 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 	}
 	if cfg.FetchMaxBytes <= 0 {
 		cfg.FetchMaxBytes = 16 << 20
-	}
-	if cfg.ShutdownTimeout <= 0 {
-		cfg.ShutdownTimeout = 25 * time.Second
 	}
 	if cfg.Backoff == (backoff.Policy{}) {
 		cfg.Backoff = backoff.Default
@@ -184,9 +197,7 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 		kgo.OnPartitionsLost(r.onRevoked),
 		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { r.rebalanceWaiting.Store(true) }),
 	)
-	if cfg.SessionTimeout > 0 {
-		opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
-	}
+	opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
