@@ -566,8 +566,9 @@ func (r *Runner) onRetry(dependency string) func(int, error, time.Duration) {
 	return observe.OnRetry(r.log, r.metrics, r.ready, dependency)
 }
 
-func (r *Runner) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	r.log.Info("partitions assigned", "group", r.cfg.Group, "partitions", assigned)
+	r.takeLatestPositions(ctx, cl, assigned)
 }
 
 func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {

@@ -56,6 +56,8 @@ const (
 	ReasonMaxReplicas       = "TooManyReplicas"
 	ReasonMinReplicas       = "TooFewReplicas"
 	ReasonScaleDownDeferred = "ScaleDownStabilized"
+	ReasonRecordsWaiting    = "RecordsWaiting"
+	ReasonNoPosition        = "NoCommittedPosition"
 )
 
 // Decision is the outcome: the replicas to run and why.
@@ -102,9 +104,24 @@ func Decide(in Input) Decision {
 		need := (d.ScalingLag + p.LagPerReplica - 1) / p.LagPerReplica
 		raw = int32(min(need, int64(1)<<30))
 	}
-	rec := max(raw, p.MinReplicas)
+	// Zero replicas only when nothing waits: a consumer at zero moves no commit, so lag it
+	// left behind (stuck partitions included) would wait for ever, and a latest group
+	// without a position would skip what arrives before a member joins.
+	floor, floorWhy := p.MinReplicas, ""
+	switch {
+	case floor > 0:
+	case in.Lag.Total > 0:
+		floor, floorWhy = 1, ReasonRecordsWaiting
+	case len(in.Lag.Unpositioned) > 0:
+		floor, floorWhy = 1, ReasonNoPosition
+	}
+	rec := max(raw, floor)
 	d.ScalingLimited = Condition{false, ReasonWithinLimits, fmt.Sprintf("%d replicas for a lag of %d", rec, d.ScalingLag)}
 	switch {
+	case raw < floor && floorWhy == ReasonRecordsWaiting:
+		d.ScalingLimited = Condition{true, ReasonRecordsWaiting, fmt.Sprintf("%d records wait (stuck partitions included): one replica at least, though minReplicas is 0", in.Lag.Total)}
+	case raw < floor && floorWhy == ReasonNoPosition:
+		d.ScalingLimited = Condition{true, ReasonNoPosition, fmt.Sprintf("partitions %v have no committed position and the group starts at the latest offset: one replica joins to take it, or records arriving meanwhile would be skipped", in.Lag.Unpositioned)}
 	case rec > limit && limitReason == ReasonPartitionLimit:
 		d.ScalingLimited = Condition{true, ReasonPartitionLimit, fmt.Sprintf("a lag of %d asks for %d replicas, capped at the topic's %d partitions (more consumers than partitions would idle)", d.ScalingLag, rec, partitions)}
 		rec = limit

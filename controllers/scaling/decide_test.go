@@ -27,7 +27,8 @@ func TestComputeLag(t *testing.T) {
 		{"committed", Offsets{Committed: map[int32]int64{0: 40, 1: 100}, Start: map[int32]int64{0: 0, 1: 0}, End: map[int32]int64{0: 100, 1: 100}}, true, []int64{60, 0}},
 		{"no commit, earliest counts from the log start", Offsets{Committed: map[int32]int64{}, Start: map[int32]int64{0: 30}, End: map[int32]int64{0: 100}}, true, []int64{70}},
 		{"no commit, latest is no lag", Offsets{Committed: map[int32]int64{0: -1}, Start: map[int32]int64{0: 30}, End: map[int32]int64{0: 100}}, false, []int64{0}},
-		{"commit deleted by retention counts from the log start", Offsets{Committed: map[int32]int64{0: 10}, Start: map[int32]int64{0: 50}, End: map[int32]int64{0: 80}}, false, []int64{30}},
+		{"commit deleted by retention, earliest: reset to the log start", Offsets{Committed: map[int32]int64{0: 10}, Start: map[int32]int64{0: 50}, End: map[int32]int64{0: 80}}, true, []int64{30}},
+		{"commit deleted by retention, latest: reset to the end, no lag", Offsets{Committed: map[int32]int64{0: 10}, Start: map[int32]int64{0: 50}, End: map[int32]int64{0: 80}}, false, []int64{0}},
 		{"empty partition", Offsets{Committed: map[int32]int64{}, Start: map[int32]int64{0: 0}, End: map[int32]int64{0: 0}}, true, []int64{0}},
 	}
 	for _, c := range cases {
@@ -44,6 +45,18 @@ func TestComputeLag(t *testing.T) {
 				t.Fatalf("total %d at %v, want %d", got.Total, got.MeasuredAt, total)
 			}
 		})
+	}
+}
+
+// A latest group's partitions without a commit are Unpositioned; a commit, or an
+// earliest group, positions them.
+func TestComputeLagUnpositioned(t *testing.T) {
+	o := Offsets{Committed: map[int32]int64{1: 5, 2: -1}, Start: map[int32]int64{0: 0, 1: 0, 2: 0}, End: map[int32]int64{0: 9, 1: 9, 2: 9}}
+	if got := ComputeLag(o, false, time.Unix(1, 0)).Unpositioned; len(got) != 2 || got[0] != 0 || got[1] != 2 {
+		t.Fatalf("latest: unpositioned %v, want [0 2]", got)
+	}
+	if got := ComputeLag(o, true, time.Unix(1, 0)).Unpositioned; len(got) != 0 {
+		t.Fatalf("earliest: unpositioned %v, want none", got)
 	}
 }
 
@@ -98,6 +111,42 @@ func TestDecideFromZero(t *testing.T) {
 	}
 	if d := Decide(Input{Now: now, Policy: p, Lag: lagOf(1, 0)}); d.Desired != 1 {
 		t.Fatalf("one record of lag from zero: %d replicas", d.Desired)
+	}
+}
+
+// KEDA's Kafka scaler scenarios at minReplicas 0: a consumer is never left at zero
+// while something waits for it.
+func TestDecideNeverStrandsAtZero(t *testing.T) {
+	p := Policy{MinReplicas: 0, MaxReplicas: 6, LagPerReplica: 100, ScaleDownStabilization: 0, ExcludeStuckPartitions: true}
+	now := time.Unix(10_000, 0)
+	stuck := lagOf(40, 0, 0) // partition 0's commit did not move between measurements
+	prev := lagOf(30, 0, 0)
+	unpositioned := lagOf(0, 0, 0)
+	unpositioned.Unpositioned = []int32{1}
+	for _, c := range []struct {
+		name    string
+		in      Input
+		want    int32
+		reason  string
+		limited bool
+	}{
+		{"(a) a stuck partition while running: left out, but one replica stays", Input{Lag: stuck, Previous: &prev, Current: 2}, 1, ReasonRecordsWaiting, true},
+		{"(a) a stuck partition at zero replicas: back to one", Input{Lag: stuck, Previous: &prev, Current: 0}, 1, ReasonRecordsWaiting, true},
+		{"(b) a latest group without a position: one replica joins to take it", Input{Lag: unpositioned, Current: 0}, 1, ReasonNoPosition, true},
+		{"nothing waits and every partition is positioned: zero", Input{Lag: lagOf(0, 0, 0), Current: 1}, 0, ReasonWithinLimits, false},
+		{"minReplicas above zero is not a floor of this kind", Input{Lag: stuck, Previous: &prev, Current: 2, Policy: Policy{MinReplicas: 2, MaxReplicas: 6, LagPerReplica: 100, ExcludeStuckPartitions: true}}, 2, ReasonMinReplicas, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := c.in
+			in.Now = now
+			if in.Policy == (Policy{}) {
+				in.Policy = p
+			}
+			d := Decide(in)
+			if d.Desired != c.want || d.ScalingLimited.Status != c.limited || d.ScalingLimited.Reason != c.reason {
+				t.Fatalf("desired %d, ScalingLimited %v %s (%s); want %d, %v %s", d.Desired, d.ScalingLimited.Status, d.ScalingLimited.Reason, d.ScalingLimited.Message, c.want, c.limited, c.reason)
+			}
+		})
 	}
 }
 

@@ -30,6 +30,10 @@ type Lag struct {
 	Total      int64
 	Partitions []PartitionLag
 	MeasuredAt time.Time
+	// Unpositioned are the partitions where a group that starts at the latest offset has
+	// no commit yet: it takes its position there only when a member joins, and records
+	// arriving before that would never be read.
+	Unpositioned []int32
 }
 
 // Offsets are the raw numbers lag is computed from, per partition.
@@ -41,10 +45,11 @@ type Offsets struct {
 	End       map[int32]int64
 }
 
-// ComputeLag turns offsets into lag. A partition's lag is end - committed, where a
-// committed offset below the log start counts from the log start (records deleted by
-// retention are not lag). A partition without a commit lags end - start when new groups
-// start at the earliest offset, and 0 when they start at the latest.
+// ComputeLag turns offsets into lag. A partition's lag is end - committed. A committed
+// offset below the log start (deleted by retention) is reset by the consumer to where
+// new groups start: the log start for earliest (lag end - start), the end for latest
+// (lag 0). A partition without a commit lags end - start when new groups start at the
+// earliest offset, and 0 when they start at the latest (it is then Unpositioned).
 func ComputeLag(o Offsets, startEarliest bool, now time.Time) Lag {
 	parts := make([]int32, 0, len(o.End))
 	for p := range o.End {
@@ -56,11 +61,15 @@ func ComputeLag(o Offsets, startEarliest bool, now time.Time) Lag {
 		pl := PartitionLag{Partition: p, Committed: -1, Start: o.Start[p], End: o.End[p]}
 		c, ok := o.Committed[p]
 		switch {
+		case ok && c >= 0 && c < pl.Start && !startEarliest:
+			pl.Committed = c // the consumer resets it to the end
 		case ok && c >= 0:
 			pl.Committed = c
 			pl.Lag = pl.End - max(c, pl.Start)
 		case startEarliest:
 			pl.Lag = pl.End - pl.Start
+		default:
+			out.Unpositioned = append(out.Unpositioned, p)
 		}
 		pl.Lag = max(pl.Lag, 0)
 		out.Total += pl.Lag

@@ -88,3 +88,52 @@ func readLagSoon(t *testing.T, adm *kadm.Client, group, topic string, earliest b
 		time.Sleep(500 * time.Millisecond)
 	}
 }
+
+// KEDA's stuck-partition scenario against the real broker, at minReplicas 0 with
+// excludeStuckPartitions: partition 0's commit stops moving while records keep arriving.
+// It is left out of the scaling lag, but the consumer never goes (or stays) at zero
+// replicas while its records wait, because at zero nothing could ever move that commit.
+func TestStuckPartitionNeverStrandsAtZeroOnRealBroker(t *testing.T) {
+	ctx := context.Background()
+	topic := infra.NewTopic(t, 2)
+	group := infra.NewGroup(t)
+	cl := infra.KafkaClient(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	adm := kadm.NewClient(cl)
+	produce := func(n int) {
+		t.Helper()
+		var recs []*kgo.Record
+		for i := 0; i < n; i++ {
+			recs = append(recs, &kgo.Record{Value: []byte("x"), Partition: int32(i % 2)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(100)
+	// The group commits partition 0 at 10 (and then never again) and partition 1 at its end.
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := kadm.Offsets{}
+	commit.AddOffset(topic, 0, 10, -1)
+	end1, _ := ends.Lookup(topic, 1)
+	commit.AddOffset(topic, 1, end1.Offset, -1)
+	if err := adm.CommitAllOffsets(ctx, group, commit); err != nil {
+		t.Fatal(err)
+	}
+
+	policy := scaling.Policy{MinReplicas: 0, MaxReplicas: 2, LagPerReplica: 1000, ExcludeStuckPartitions: true}
+	replicas := int32(1)
+	prev := readLagSoon(t, adm, group, topic, true)
+	for round := 1; round <= 4; round++ {
+		produce(20) // records keep arriving; partition 0's commit does not move
+		lag := readLagSoon(t, adm, group, topic, true)
+		d := scaling.Decide(scaling.Input{Now: time.Now(), Current: replicas, Policy: policy, Lag: lag, Previous: &prev})
+		t.Logf("round %d: lag %d (partition 0: %d), excluded %v, desired %d: %s", round, lag.Total, lag.Partitions[0].Lag, d.Excluded, d.Desired, d.ScalingLimited.Message)
+		if d.Desired == 0 {
+			t.Fatalf("round %d: desired 0 replicas while %d records wait on partition 0, whose commit nothing at zero replicas could move", round, lag.Partitions[0].Lag)
+		}
+		replicas, prev = d.Desired, lag
+	}
+}

@@ -72,3 +72,22 @@ func TestConsumerStopsWithinItsShutdownTimeout(t *testing.T) {
 		t.Logf("joining: exited %s after SIGTERM", stopIn(t, c).Round(100*time.Millisecond))
 	})
 }
+
+// A group that starts at the latest offset takes its position when it first joins, so
+// records published while no member runs (scaled to zero, or all pods restarting) are
+// read when one comes back instead of being skipped by a reset to the end.
+func TestLatestGroupKeepsItsPositionWhileNoMemberRuns(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 3)
+	s.produce(t, generate(t, 91, 30)) // before the group exists: not its business
+	group := infra.NewGroup(t)
+	c := s.startConsumer(t, "audit", group, "--start-offset", "latest")
+	s.waitCaughtUp(t, group, time.Minute, c) // the group has a commit on every partition
+	c.stop()
+	later := generate(t, 92, 200)
+	s.produce(t, later)
+	c.restart()
+	s.waitCaughtUp(t, group, time.Minute, c)
+	s.assertExactly(t, later)
+	c.stop()
+}
