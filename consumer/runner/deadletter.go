@@ -68,6 +68,7 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 	if err != nil {
 		return err
 	}
+	r.ready.Set("dead-letter", nil)
 	for _, rj := range rejected {
 		r.metrics.DeadLettered.WithLabelValues(rj.Kind).Inc()
 	}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -155,6 +156,19 @@ type Runner struct {
 
 	// rebalanceWaiting is set when a rebalance waits for the batches in flight.
 	rebalanceWaiting atomic.Bool
+
+	// refused holds, per partition, the last record of a batch whose commit the group
+	// refused (it had moved on) while this member may keep that partition: a member that
+	// rejoins keeps its partitions and its read position, so nobody redelivers the batch.
+	// It is committed with the next commit, or when idle; a revoked partition's entry
+	// goes (its new owner redelivers from the last commit).
+	refusedMu sync.Mutex
+	refused   map[partitionKey]*kgo.Record
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
 }
 
 // New validates cfg and creates the Kafka client. Run starts consuming.
@@ -311,6 +325,9 @@ func (r *Runner) poll(ctx context.Context, idle bool) []*kgo.Record {
 				failures++
 			case timedOut:
 				r.checkBrokers(ctx)
+				if idle {
+					r.commitRefused(ctx)
+				}
 			}
 			continue
 		}
@@ -537,6 +554,7 @@ func (r *Runner) classify(records []*kgo.Record) ([]Message, []Rejection) {
 // member was fenced or kicked out) is given up: the new owner reprocesses from the last
 // committed offset, which the sink's idempotence absorbs.
 func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
+	records = append(r.takeRefused(), records...)
 	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("kafka"), func(ctx context.Context) error {
 		err := r.client.CommitRecords(ctx, records...)
 		if err == nil {
@@ -554,7 +572,8 @@ func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
 		r.metrics.Committed.Inc()
 		return nil
 	case errors.Is(err, errGroupMovedOn):
-		r.log.Warn("offsets not committed: the group rebalanced while the batch was processed; the new owner redelivers it", "error", err)
+		r.keepRefused(records)
+		r.log.Warn("offsets not committed: the group rebalanced while the batch was processed; they are committed again while this member keeps the partitions, and redelivered by a new owner otherwise", "error", err)
 		return nil
 	default:
 		return err
@@ -573,9 +592,53 @@ func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 
 func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	r.log.Info("partitions revoked", "group", r.cfg.Group, "partitions", revoked)
+	r.refusedMu.Lock()
 	for topic, parts := range revoked {
 		for _, p := range parts {
 			r.metrics.Lag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
+			delete(r.refused, partitionKey{topic, p})
 		}
+	}
+	r.refusedMu.Unlock()
+}
+
+// keepRefused remembers the last record per partition of a commit the group refused.
+func (r *Runner) keepRefused(records []*kgo.Record) {
+	r.refusedMu.Lock()
+	defer r.refusedMu.Unlock()
+	if r.refused == nil {
+		r.refused = map[partitionKey]*kgo.Record{}
+	}
+	for _, rec := range records {
+		k := partitionKey{rec.Topic, rec.Partition}
+		if prev, ok := r.refused[k]; !ok || rec.Offset > prev.Offset {
+			r.refused[k] = rec
+		}
+	}
+}
+
+// takeRefused returns the refused records to commit again, and forgets them.
+func (r *Runner) takeRefused() []*kgo.Record {
+	r.refusedMu.Lock()
+	defer r.refusedMu.Unlock()
+	out := make([]*kgo.Record, 0, len(r.refused))
+	for _, rec := range r.refused {
+		out = append(out, rec)
+	}
+	r.refused = nil
+	return out
+}
+
+// commitRefused commits again what the group refused before, when nothing else would
+// (an idle consumer).
+func (r *Runner) commitRefused(ctx context.Context) {
+	r.refusedMu.Lock()
+	pending := len(r.refused)
+	r.refusedMu.Unlock()
+	if pending == 0 {
+		return
+	}
+	if err := r.commit(ctx, nil); err != nil {
+		r.log.Warn("committing refused offsets again", "error", err)
 	}
 }
