@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes on this machine, without Docker or an image registry:
-# etcd + kube-apiserver (hack/envtest-binaries.sh), kube-controller-manager, kube-scheduler
-# and kubelet (hack/node-binaries.sh), containerd + runc from Debian, a bridge CNI network.
+# etcd + kube-apiserver (hack/envtest-binaries.sh), kube-controller-manager, kube-scheduler,
+# kubelet, kube-proxy and CoreDNS (hack/node-binaries.sh), containerd + runc from Debian, a
+# bridge CNI network.
 #   eval "$(hack/node.sh start DIR)"   start it (state, certificates and logs in DIR), wait
 #                                       for the node to be Ready, print export lines:
 #                                       KUBECONFIG (admin), CONTAINERD_ADDRESS/NAMESPACE (for
 #                                       ctr), CRI_CONFIG_FILE (for crictl), ATLAS_NODE_HOST_IP
-#                                       (the host, as pods reach it)
+#                                       (the host, as pods reach it), ATLAS_NODE_PAUSE_IMAGE
+#                                       (hack/pause's image, a probe for tests)
 #   hack/node.sh load DIR IMAGE.tar    import an image tarball (`make image`) for the pods
 #                                       (imagePullPolicy: Never or IfNotPresent)
-#   hack/node.sh stop DIR              stop everything (pods, shims, mounts, the bridge)
+#   hack/node.sh stop DIR              stop everything (pods, shims, mounts, the bridge,
+#                                       kube-proxy's iptables rules); fails when some remain
 # Needs root; one node per machine. Starting a DIR whose node runs prints its exports; a
 # stopped DIR starts again with its state (etcd data, images) on the same ports. Bring-up
 # takes ~6 s once the binaries are cached; hack/NODE.md tells more.
 #
 # Pods live on the bridge $NODE_BRIDGE (default atlas0) in $NODE_POD_CIDR (default
 # 10.244.0.0/16); the bridge's address (default 10.244.0.1) is the host as pods see it: a
-# server that pods must reach listens there (or on 0.0.0.0), not on 127.0.0.1. The kubelet
-# and the node's InternalIP (a pod's status.hostIP) use that address too. There is no
-# kube-proxy and no cluster DNS: Service ClusterIPs do not route, pods resolve with the
-# host's /etc/resolv.conf.
+# server that pods must reach listens there (or on 0.0.0.0), not on 127.0.0.1. The kubelet,
+# the kube-apiserver and the node's InternalIP (a pod's status.hostIP) use that address too.
+# kube-proxy (iptables mode) routes Service ClusterIPs, `kubernetes.default.svc` included;
+# CoreDNS serves cluster.local behind the kube-dns Service ($NODE_SERVICE_CIDR's .10).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,18 +34,20 @@ NODE_SERVICE_CIDR="${NODE_SERVICE_CIDR:-10.96.0.0/16}"
 # one node per machine: it owns the bridge and the kubelet's cgroups (/kubepods)
 MARKER=/run/atlas-node.dir
 
-# first_ip A.B.C.D/LEN: the first host address of the IPv4 network.
-first_ip() {
+# net_ip A.B.C.D/LEN N: the N-th host address of the IPv4 network.
+net_ip() {
   local a b c d len=${1#*/} n
   IFS=. read -r a b c d <<<"${1%/*}"
   n=$(((a << 24 | b << 16 | c << 8 | d) & (0xffffffff << (32 - len)) & 0xffffffff))
-  n=$((n + 1))
+  n=$((n + $2))
   echo "$((n >> 24 & 255)).$((n >> 16 & 255)).$((n >> 8 & 255)).$((n & 255))"
 }
 prefix_len=${NODE_POD_CIDR#*/}
-host_ip=$(first_ip "$NODE_POD_CIDR")
-service_ip=$(first_ip "$NODE_SERVICE_CIDR")
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
+host_ip=$(net_ip "$NODE_POD_CIDR" 1)
+service_ip=$(net_ip "$NODE_SERVICE_CIDR" 1)
+dns_ip=$(net_ip "$NODE_SERVICE_CIDR" 10)
+COREDNS_VERSION="${NODE_COREDNS_VERSION:-1.15.0}"
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy coredns)
 
 need_root() {
   [[ $(id -u) == 0 ]] || die "hack/node.sh runs containerd and the kubelet: run it as root"
@@ -57,6 +62,8 @@ ensure_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v findmnt >/dev/null || missing+=(util-linux)
+  command -v iptables-restore >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
   [[ ${#missing[@]} -eq 0 ]] && return 0
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get: install them with your package manager"
   log "node: installing ${missing[*]} with apt-get"
@@ -80,6 +87,7 @@ exports() {
   echo "export CONTAINERD_NAMESPACE=k8s.io"
   echo "export CRI_CONFIG_FILE='$dir/crictl.yaml'"
   echo "export ATLAS_NODE_HOST_IP=$host_ip"
+  echo "export ATLAS_NODE_PAUSE_IMAGE=$(cat "$dir/pause-image" 2>/dev/null)"
 }
 
 # launch DIR NAME CMD...: runs CMD in the background (own session), logs to DIR/NAME.log,
@@ -138,6 +146,8 @@ certificates() {
   cert "$pki" scheduler system:kube-scheduler "" clientAuth
   cert "$pki" kubelet-client "system:node:$NODE_NAME" system:nodes clientAuth
   cert "$pki" kubelet "$NODE_NAME" "" serverAuth "IP:$host_ip,IP:127.0.0.1,DNS:$NODE_NAME,DNS:localhost"
+  cert "$pki" kube-proxy system:kube-proxy "" clientAuth
+  cert "$pki" coredns system:coredns "" clientAuth
   if [[ ! -f $pki/sa.key ]]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
     openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
@@ -154,7 +164,7 @@ kind: Config
 clusters:
 - name: atlas-node
   cluster:
-    server: https://127.0.0.1:$port
+    server: https://$host_ip:$port
     certificate-authority: $pki/ca.crt
 users:
 - name: $name
@@ -177,6 +187,58 @@ bridge_up() {
   ip -4 addr show dev "$NODE_BRIDGE" | grep -q "inet $host_ip/$prefix_len" ||
     ip addr add "$host_ip/$prefix_len" dev "$NODE_BRIDGE"
   ip link set "$NODE_BRIDGE" up
+}
+
+# cluster_dns DIR KUBECTL: what CoreDNS (a node process on the bridge address) needs from
+# the API: read access to Services, EndpointSlices, Pods and Namespaces as system:coredns,
+# and the kube-dns Service at $dns_ip whose one endpoint is CoreDNS on the host, so pods
+# resolve through a ClusterIP as on any cluster.
+cluster_dns() {
+  local dir=$1 kubectl=$2
+  $kubectl apply --server-side --force-conflicts -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "system:coredns"}
+rules:
+- apiGroups: [""]
+  resources: [endpoints, services, pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "system:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "system:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $dns_ip
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: atlas-node}
+addressType: IPv4
+endpoints:
+- addresses: ["$host_ip"]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+YAML
 }
 
 start() {
@@ -211,6 +273,7 @@ start() {
   pause_hash=$(sha256sum "$here/pause/main.go" | cut -c1-16)
   pause="$ATLAS_CACHE_DIR/node/pause-$pause_hash"
   PAUSE_IMAGE="atlas.local/pause:$pause_hash"
+  echo "$PAUSE_IMAGE" >"$dir/pause-image"
   if [[ ! -x $pause ]]; then
     (cd "$here/.." && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$pause.tmp" ./hack/pause) ||
       die "node: building hack/pause failed"
@@ -232,15 +295,35 @@ PY
   fi
   # shellcheck disable=SC1091
   source "$dir/ports.env"
+  if [[ -z ${proxy_healthz_port:-} ]]; then # a DIR made before kube-proxy was part of the node
+    python3 - >>"$dir/ports.env" <<'PY'
+import socket
+socks = []
+for n in ["proxy_healthz_port", "proxy_metrics_port"]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+    print(f"{n}={s.getsockname()[1]}")
+PY
+    # shellcheck disable=SC1091
+    source "$dir/ports.env"
+  fi
   certificates "$dir"
   local pki=$dir/pki
   kubeconfig "$dir/kubeconfig" admin "$apiserver_port"
   kubeconfig "$dir/controller-manager.kubeconfig" controller-manager "$apiserver_port"
   kubeconfig "$dir/scheduler.kubeconfig" scheduler "$apiserver_port"
   kubeconfig "$dir/kubelet.kubeconfig" kubelet-client "$apiserver_port"
+  kubeconfig "$dir/kube-proxy.kubeconfig" kube-proxy "$apiserver_port"
+  kubeconfig "$dir/coredns.kubeconfig" coredns "$apiserver_port"
   local kubectl="$assets/kubectl --kubeconfig $dir/kubeconfig"
 
-  log "node: etcd, kube-apiserver (127.0.0.1:$apiserver_port) and containerd"
+  # The bridge first: its address is the node's, where the apiserver and CoreDNS listen.
+  bridge_up
+  # Service traffic between pods is routed by the host (DNAT to a pod on the same bridge).
+  [[ -f $dir/ip_forward.orig ]] || cat /proc/sys/net/ipv4/ip_forward >"$dir/ip_forward.orig"
+  echo 1 >/proc/sys/net/ipv4/ip_forward
+  log "node: etcd, kube-apiserver ($host_ip:$apiserver_port) and containerd"
   launch "$dir" etcd "$assets/etcd" --name atlas-node --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
@@ -249,8 +332,8 @@ PY
   wait_for 30 etcd "$dir/etcd.pid" "$dir/etcd.log" wait_port 127.0.0.1 "$etcd_port" 1
   launch "$dir" kube-apiserver "$assets/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --secure-port "$apiserver_port" --advertise-address "$host_ip" \
-    --endpoint-reconciler-type none --cert-dir "$pki" \
+    --bind-address "$host_ip" --secure-port "$apiserver_port" --advertise-address "$host_ip" \
+    --cert-dir "$pki" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
@@ -327,7 +410,9 @@ JSON
 
   wait_for 60 kube-apiserver "$dir/kube-apiserver.pid" "$dir/kube-apiserver.log" $kubectl get --raw /readyz
 
-  log "node: kube-controller-manager, kube-scheduler"
+  cluster_dns "$dir" "$kubectl"
+
+  log "node: kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS"
   mkdir -p "$dir/controller-manager" "$dir/scheduler"
   launch "$dir" kube-controller-manager "$nodebin/kube-controller-manager" \
     --kubeconfig "$dir/controller-manager.kubeconfig" \
@@ -343,9 +428,38 @@ JSON
     --authentication-kubeconfig "$dir/scheduler.kubeconfig" --authorization-kubeconfig "$dir/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$scheduler_port" --cert-dir "$dir/scheduler" \
     --leader-elect=false --profiling=false
+  cat >"$dir/kube-proxy.yaml" <<YAML
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $dir/kube-proxy.kubeconfig}
+mode: iptables
+clusterCIDR: $NODE_POD_CIDR
+hostnameOverride: $NODE_NAME
+healthzBindAddress: 127.0.0.1:$proxy_healthz_port
+metricsBindAddress: 127.0.0.1:$proxy_metrics_port
+nodePortAddresses: [$host_ip/32]
+# leave the host's conntrack sysctls and route_localnet alone
+conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+iptables: {localhostNodePorts: false}
+YAML
+  launch "$dir" kube-proxy "$nodebin/kube-proxy" --config "$dir/kube-proxy.yaml"
+  cat >"$dir/Corefile" <<COREFILE
+.:53 {
+    bind $host_ip
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $dir/coredns.kubeconfig atlas-node
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+    cache 30
+}
+COREFILE
+  launch "$dir" coredns "$nodebin/coredns-$COREDNS_VERSION" -conf "$dir/Corefile"
+  wait_for 30 CoreDNS "$dir/coredns.pid" "$dir/coredns.log" wait_port "$host_ip" 53 1
 
   log "node: kubelet ($NODE_NAME, $host_ip on bridge $NODE_BRIDGE)"
-  bridge_up
   mkdir -p "$dir/kubelet" "$dir/pods-logs"
   cat >"$dir/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -368,6 +482,7 @@ authentication:
 authorization:
   mode: Webhook
 clusterDomain: cluster.local
+clusterDNS: [$dns_ip]
 resolvConf: /etc/resolv.conf
 podLogsDir: $dir/pods-logs
 failSwapOn: false
@@ -424,10 +539,10 @@ stop() {
   fi
   # the rest together (each takes a second or two to shut down gracefully), etcd last
   local c
-  for c in containerd kube-scheduler kube-controller-manager kube-apiserver; do
+  for c in coredns kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver; do
     if [[ -f $dir/$c.pid ]]; then kill -TERM "$(cat "$dir/$c.pid")" 2>/dev/null || true; fi
   done
-  for c in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for c in coredns kube-proxy containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
     if [[ -f $dir/$c.pid ]]; then stop_pid "$(cat "$dir/$c.pid")" "$c"; rm -f "$dir/$c.pid"; fi
   done
   # Containers and shims that outlived containerd (it crashed, or the CRI teardown failed),
@@ -464,7 +579,29 @@ stop() {
     [[ -d $cg ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
   done
   find /var/log/containers -maxdepth 1 -type l -lname "$dir/*" -delete 2>/dev/null || true
+  # kube-proxy's rules (iptables, and nftables should a later mode use it), then what else
+  # the node's components made (the kubelet's KUBE-KUBELET-CANARY, KUBE-FIREWALL,
+  # KUBE-IPTABLES-HINT): every table rewritten without its KUBE- chains and the rules that
+  # jump to them. Then forwarding as it was before the node.
+  local proxy_bin=$ATLAS_CACHE_DIR/node/v${NODE_K8S_VERSION:-1.37.2}/kube-proxy family
+  if command -v iptables-save >/dev/null && [[ $( (iptables-save; ip6tables-save) 2>/dev/null) == *KUBE-* ]]; then
+    if [[ -x $proxy_bin ]]; then "$proxy_bin" --cleanup >>"$dir/kube-proxy.log" 2>&1 || true; fi
+    for family in iptables ip6tables; do # the kubelet makes its chains for IPv6 too
+      "$family-save" 2>/dev/null | grep -v -- 'KUBE-' | "$family-restore" || log "node: could not remove the KUBE- $family rules"
+    done
+  fi
+  if [[ -f $dir/ip_forward.orig ]]; then
+    cat "$dir/ip_forward.orig" >/proc/sys/net/ipv4/ip_forward
+    rm -f "$dir/ip_forward.orig"
+  fi
   if [[ -f $MARKER && $(cat "$MARKER") == "$dir" ]]; then rm -f "$MARKER"; fi
+  local left
+  left=$( (iptables-save 2>/dev/null || true; ip6tables-save 2>/dev/null || true
+    if command -v nft >/dev/null; then nft list ruleset 2>/dev/null || true; fi) | grep -c 'KUBE-' || true)
+  if ((left > 0)); then
+    log "node: $left KUBE- iptables rules remain after stop (see iptables-save, ip6tables-save)"
+    return 1
+  fi
   return 0
 }
 

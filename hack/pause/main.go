@@ -9,6 +9,12 @@
 //	pause --dial HOST:PORT,...            open a TCP connection to each address, report, and
 //	                                      exit 1 if any failed (hack/node-smoke.sh runs it in a
 //	                                      pod to check what pods reach on the host)
+//	pause --get URL [--token-file F] [--ca-file F]
+//	                                      GET the URL (names resolved by the pod's DNS), with
+//	                                      the token as a bearer token and F as the CA, print
+//	                                      the status and the start of the body, exit 0 on 2xx
+//	pause --serve ADDR                    answer every HTTP request on ADDR with 200 "ok"
+//	                                      (the end-to-end tests reach it through a Service)
 //
 // Build it static: CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o pause ./hack/pause
 package main
@@ -17,11 +23,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -34,9 +44,21 @@ func main() {
 	out := flag.String("image", "", "write a docker-archive image of this binary to this file and exit")
 	tag := flag.String("tag", "atlas.local/pause:1", "the image name recorded in the tarball")
 	dial := flag.String("dial", "", "comma-separated host:port addresses to connect to, then exit")
+	get := flag.String("get", "", "GET this URL, print the answer, exit 0 on 2xx")
+	tokenFile := flag.String("token-file", "", "with --get: a bearer token file (e.g. the pod's ServiceAccount token)")
+	caFile := flag.String("ca-file", "", "with --get: a PEM CA bundle to trust")
+	serve := flag.String("serve", "", "serve HTTP on this address, answering 200 ok")
 	flag.Parse()
-	if *dial != "" {
+	switch {
+	case *dial != "":
 		os.Exit(dialAll(strings.Split(*dial, ",")))
+	case *get != "":
+		os.Exit(httpGet(*get, *tokenFile, *caFile))
+	case *serve != "":
+		fmt.Fprintln(os.Stderr, http.ListenAndServe(*serve, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("ok\n"))
+		})))
+		os.Exit(1)
 	}
 	if *out != "" {
 		if err := writeImage(*out, *tag); err != nil {
@@ -61,6 +83,46 @@ func dialAll(addrs []string) int {
 		fmt.Printf("%s: OK\n", a)
 	}
 	return code
+}
+
+func httpGet(url, tokenFile, caFile string) int {
+	tr := &http.Transport{}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			fmt.Println("FAIL", err)
+			return 1
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		return 1
+	}
+	if tokenFile != "" {
+		token, err := os.ReadFile(tokenFile)
+		if err != nil {
+			fmt.Println("FAIL", err)
+			return 1
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		fmt.Println("FAIL", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body := make([]byte, 300)
+	n, _ := io.ReadFull(resp.Body, body)
+	fmt.Printf("%s %d %s\n", url, resp.StatusCode, strings.TrimSpace(string(body[:n])))
+	if resp.StatusCode/100 != 2 {
+		return 1
+	}
+	return 0
 }
 
 func pause() {
