@@ -65,7 +65,10 @@ func Deployment(ac *atlasv1alpha1.AtlasConsumer, cfg Config) *appsv1.Deployment 
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels(ac), Annotations: annotations},
 				Spec: corev1.PodSpec{
-					ServiceAccountName:            ac.Spec.Pod.ServiceAccountName,
+					ServiceAccountName: ac.Spec.Pod.ServiceAccountName,
+					// Consumers never call the Kubernetes API: no token in their pods (cloud
+					// workload identity, if any, comes through its own projected volume).
+					AutomountServiceAccountToken:  ptr.To(false),
 					PriorityClassName:             ac.Spec.Pod.PriorityClassName,
 					NodeSelector:                  ac.Spec.Pod.NodeSelector,
 					Tolerations:                   ac.Spec.Pod.Tolerations,

@@ -123,3 +123,14 @@ func TestPodDisruptionBudgetOnlyAboveOneReplica(t *testing.T) {
 		}
 	}
 }
+
+// Consumer pods carry no ServiceAccount token, whichever ServiceAccount they run as: they
+// never call the Kubernetes API.
+func TestNoServiceAccountToken(t *testing.T) {
+	for _, edit := range []func(*atlasv1alpha1.AtlasConsumer){nil, func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Pod.ServiceAccountName = "workload-identity" }} {
+		spec := Deployment(consumer(edit), Config{Image: "img"}).Spec.Template.Spec
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("serviceAccountName %q: automountServiceAccountToken %v, want false", spec.ServiceAccountName, spec.AutomountServiceAccountToken)
+		}
+	}
+}
