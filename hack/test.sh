@@ -39,7 +39,11 @@ cleanup() {
   trap - EXIT
   trap '' INT TERM # a second Ctrl-C must not interrupt the cleanup (children inherit this)
   log "stopping the test stack"
-  hack/node.sh stop "$state/node" || true
+  # the node must leave nothing behind (pods, mounts, the bridge, kube-proxy's rules)
+  if [[ -d $state/node ]] && ! hack/node.sh stop "$state/node"; then
+    log "the node left something behind when it stopped (see above)"
+    ((rc != 0)) || rc=1
+  fi
   hack/test-stack.sh down "$state" || true
   rm -rf "$state" 2>/dev/null || true
   exit "$rc"
@@ -58,7 +62,8 @@ if [[ $mode == test && ${#e2e_pkgs[@]} -gt 0 ]]; then
   log "step 3/5: a real single node (kubelet, containerd; the first run builds it) with the project's image"
   node_env=$(hack/node.sh start "$state/node") # (an eval of a failed $(...) would not stop the script)
   eval "$node_env"
-  export ATLAS_TEST_NODE_KUBECONFIG=$KUBECONFIG ATLAS_TEST_NODE_HOST_IP=$ATLAS_NODE_HOST_IP ATLAS_TEST_NODE_IMAGE=atlas-operator:dev
+  export ATLAS_TEST_NODE_KUBECONFIG=$KUBECONFIG ATLAS_TEST_NODE_HOST_IP=$ATLAS_NODE_HOST_IP ATLAS_TEST_NODE_IMAGE=atlas-operator:dev \
+    ATLAS_TEST_NODE_PROBE_IMAGE=$ATLAS_NODE_PAUSE_IMAGE
   unset KUBECONFIG # the node is for test/e2e; nothing else may pick it up by accident
   make --no-print-directory image IMG="$ATLAS_TEST_NODE_IMAGE" >/dev/null
   hack/node.sh load "$state/node" dist/atlas-image.tar

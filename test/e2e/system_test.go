@@ -1,10 +1,11 @@
-// Package e2e_test runs the whole system on one machine: the operator (the real `atlas
-// manager` binary) against a real single-node Kubernetes (hack/node.sh: kube-apiserver,
-// controller-manager, scheduler, kubelet, containerd), whose pods run the project's own
-// image and consume from the real Apache Kafka broker into the real Postgres and
-// OpenSearch of the test stack. The AtlasConsumers are config/samples, given this
-// machine's addresses; every test works in a namespace, topic, database and index of its
-// own.
+// Package e2e_test runs the whole system on one machine, as users run it: a real
+// single-node Kubernetes (hack/node.sh: kube-apiserver, controller-manager, scheduler,
+// kubelet, kube-proxy, CoreDNS, containerd) with the operator installed from its own
+// dist/install.yaml (a pod with its own ServiceAccount and RBAC, nothing more), whose
+// consumer pods run the project's own image and consume from the real Apache Kafka broker
+// into the real Postgres and OpenSearch of the test stack. The AtlasConsumers are
+// config/samples, given this machine's addresses; every test works in a namespace, topic,
+// database and index of its own.
 //
 // `make test` starts the node and loads the image (hack/test.sh); to run these tests by
 // hand, see the message of a missing ATLAS_TEST_NODE_* variable.
@@ -21,7 +22,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -47,10 +47,17 @@ const (
 	envNodeKubeconfig = "ATLAS_TEST_NODE_KUBECONFIG"
 	envNodeHostIP     = "ATLAS_TEST_NODE_HOST_IP"
 	envNodeImage      = "ATLAS_TEST_NODE_IMAGE"
+	envNodeProbeImage = "ATLAS_TEST_NODE_PROBE_IMAGE"
 	howToGetNode      = "start a node with `eval \"$(hack/node.sh start /tmp/atlas-node)\"` (as root), " +
-		"load the image with `make image && hack/node.sh load /tmp/atlas-node dist/atlas-image.tar`, start the test stack " +
+		"load the image with `make image build-installer && hack/node.sh load /tmp/atlas-node dist/atlas-image.tar`, start the test stack " +
 		"with ATLAS_NODE_HOST_IP set (so pods reach it), and export " + envNodeKubeconfig + "=$KUBECONFIG " +
-		envNodeHostIP + "=$ATLAS_NODE_HOST_IP " + envNodeImage + "=atlas-operator:dev"
+		envNodeHostIP + "=$ATLAS_NODE_HOST_IP " + envNodeImage + "=atlas-operator:dev " + envNodeProbeImage + "=$ATLAS_NODE_PAUSE_IMAGE"
+)
+
+// The operator as dist/install.yaml installs it.
+const (
+	operatorNamespace  = "atlas-system"
+	operatorDeployment = "atlas-controller-manager"
 )
 
 // cluster is the node and the operator managing it, shared by the package's tests.
@@ -58,10 +65,9 @@ type cluster struct {
 	kubeconfig string
 	hostIP     string // the host as pods reach it
 	image      string
+	probeImage string // hack/pause, which also GETs URLs and serves HTTP (--get, --serve)
 	kubectlBin string
 	client     client.Client
-	operator   *exec.Cmd
-	opLog      string
 }
 
 var shared struct {
@@ -70,46 +76,35 @@ var shared struct {
 	err  error
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if c := shared.c; c != nil && c.operator != nil && c.operator.Process != nil {
-		_ = c.operator.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = c.operator.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = c.operator.Process.Kill()
-		}
-	}
-	os.Exit(code)
-}
-
-// theCluster returns the node with the CRD installed and the operator running, starting
-// the operator on first use.
+// theCluster returns the node with the operator installed from dist/install.yaml and
+// running, installing it on first use.
 func theCluster(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{
 		kubeconfig: infra.Require(t, envNodeKubeconfig, "Kubernetes node", howToGetNode),
 		hostIP:     infra.Require(t, envNodeHostIP, "Kubernetes node", howToGetNode),
 		image:      infra.Require(t, envNodeImage, "image loaded on the node", howToGetNode),
+		probeImage: infra.Require(t, envNodeProbeImage, "probe image on the node", howToGetNode),
 		kubectlBin: filepath.Join(infra.Require(t, infra.EnvKubebuilderAssets, "kubectl", "run `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)`"), "kubectl"),
 	}
-	atlas := infra.AtlasBinary(t)
 	root := infra.RepoRoot(t)
-	shared.once.Do(func() { shared.c, shared.err = c, c.start(atlas, root) })
+	shared.once.Do(func() { shared.c, shared.err = c, c.install(root) })
 	if shared.err != nil {
-		t.Fatalf("start the operator on the node: %v", shared.err)
+		t.Fatalf("install the operator on the node: %v", shared.err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("operator log (last lines of %s):\n%s", shared.c.opLog, tail(shared.c.opLog, 40))
+			out, _ := shared.c.kubectlErr(nil, "-n", operatorNamespace, "logs", "deploy/"+operatorDeployment, "--tail", "40")
+			t.Logf("operator log (last lines):\n%s", out)
 		}
 	})
 	return shared.c
 }
 
-func (c *cluster) start(atlas, root string) error {
+// install applies dist/install.yaml as a user does (`make build-installer` wrote it with
+// this image) and waits until the operator's Deployment is available and the CRD
+// established.
+func (c *cluster) install(root string) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", c.kubeconfig, err)
@@ -124,25 +119,23 @@ func (c *cluster) start(atlas, root string) error {
 	if c.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	// as `make install` does
-	if out, err := c.kubectlErr(nil, "apply", "--server-side", "-f", filepath.Join(root, "config", "crd", "bases")); err != nil {
-		return fmt.Errorf("install the CRD: %w: %s", err, out)
+	installer := filepath.Join(root, "dist", "install.yaml")
+	raw, err := os.ReadFile(installer)
+	if err != nil {
+		return fmt.Errorf("%w (make build-installer writes it)", err)
+	}
+	if !bytes.Contains(raw, []byte("image: "+c.image)) {
+		return fmt.Errorf("%s does not run the image %s loaded on the node: make build-installer IMG=%s", installer, c.image, c.image)
+	}
+	if out, err := c.kubectlErr(nil, "apply", "--server-side", "-f", installer); err != nil {
+		return fmt.Errorf("kubectl apply -f %s: %w: %s", installer, err, out)
 	}
 	if out, err := c.kubectlErr(nil, "wait", "--for=condition=Established", "crd/atlasconsumers.events.atlas.io", "--timeout=30s"); err != nil {
 		return fmt.Errorf("CRD not established: %w: %s", err, out)
 	}
-	logFile, err := os.CreateTemp("", "atlas-e2e-operator-*.log")
-	if err != nil {
-		return err
-	}
-	c.opLog = logFile.Name()
-	c.operator = exec.Command(atlas, "manager", "--kubeconfig", c.kubeconfig, "--consumer-image", c.image,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--lag-timeout", "3s")
-	c.operator.Stdout, c.operator.Stderr = logFile, logFile
-	// the operator ends with the test binary, even one that panics on -timeout
-	c.operator.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := c.operator.Start(); err != nil {
-		return fmt.Errorf("start atlas manager: %w", err)
+	if out, err := c.kubectlErr(nil, "-n", operatorNamespace, "rollout", "status", "deploy/"+operatorDeployment, "--timeout=120s"); err != nil {
+		pods, _ := c.kubectlErr(nil, "-n", operatorNamespace, "describe", "pods")
+		return fmt.Errorf("the operator did not become available: %w: %s\n%s", err, out, pods)
 	}
 	return nil
 }
@@ -463,17 +456,4 @@ func (s *system) podLogs(t testing.TB) string {
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	infra.Eventually(t, timeout, 250*time.Millisecond, what, cond)
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
