@@ -2,7 +2,8 @@
 # `make demo`: the whole Atlas consumer system on this machine, shown working.
 #   hack/demo.sh        start a real single-node Kubernetes (hack/node.sh) with the project's
 #                       image on it, PostgreSQL (migrated), an embedded Kafka broker with the
-#                       events topic (6 partitions) and OpenSearch; run the operator; apply
+#                       events topic (6 partitions) and OpenSearch; install the operator from
+#                       dist/install.yaml (a pod, as users run it); apply
 #                       config/samples (audit, and indexer with autoscaling), whose pods run on
 #                       the node; publish bursts of generated events and show live what
 #                       happens; on Ctrl-C print a summary whose counts must agree, then stop
@@ -23,7 +24,7 @@ namespace=atlas-demo
 stop_all() {
   [[ -d $state ]] || return 0
   local f
-  for f in "$state"/manager.pid "$state"/kafka.pid; do
+  for f in "$state"/kafka.pid; do
     if [[ -f $f ]]; then stop_pid "$(cat "$f")" "$(basename "$f" .pid)" || true; rm -f "$f"; fi
   done
   hack/node.sh stop "$state/node" || log "the node did not stop cleanly: hack/node.sh stop $state/node"
@@ -58,11 +59,11 @@ trap 'trap - EXIT; trap "" INT TERM; log "stopping everything the demo started";
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler and controller-manager"
-log "    (a fresh machine builds them from source with progress shown: ~17 minutes; cached afterwards)"
+log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler, controller-manager, kube-proxy and CoreDNS"
+log "    (a fresh machine builds them from source with progress shown: ~20 minutes; cached afterwards)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 hack/node-binaries.sh >/dev/null
-make --no-print-directory build image >/dev/null
+make --no-print-directory build image build-installer IMG=atlas-operator:dev >/dev/null
 go build -o "$state/demoview" ./hack/demoview
 kubectl="$KUBEBUILDER_ASSETS/kubectl"
 
@@ -83,16 +84,12 @@ search_url=$(hack/opensearch.sh start "$state/opensearch")
 wait_port "$host" "$kafka_port" 30 || die "the embedded Kafka broker did not start: $(cat "$state/kafka.log")"
 brokers="$host:$kafka_port"
 
-log "4/6 migrations, the AtlasConsumer CRD, and the operator (atlas manager) against the node"
+log "4/6 migrations, then the operator installed as users install it: kubectl apply -f dist/install.yaml"
 ATLAS_POSTGRES_DSN="$pg_url" bin/atlas migrate up --log-level warn
-"$kubectl" apply --server-side -f config/crd/bases >/dev/null
+"$kubectl" apply --server-side -f dist/install.yaml >/dev/null
 "$kubectl" wait --for=condition=Established crd/atlasconsumers.events.atlas.io --timeout=30s >/dev/null
-metrics_port=$(free_port)
-setsid bin/atlas manager --kubeconfig "$KUBECONFIG" --consumer-image atlas-operator:dev \
-  --metrics-bind-address "127.0.0.1:$metrics_port" --metrics-secure=false --health-probe-bind-address 0 \
-  >"$state/manager.log" 2>&1 </dev/null &
-echo $! >"$state/manager.pid"
-wait_port 127.0.0.1 "$metrics_port" 30 || die "the operator did not start: $(cat "$state/manager.log")"
+"$kubectl" -n atlas-system rollout status deploy/atlas-controller-manager --timeout=2m >/dev/null ||
+  die "the operator did not start: $("$kubectl" -n atlas-system describe pods 2>&1 | tail -n 30)"
 
 log "5/6 config/samples, with this machine's addresses, in namespace $namespace"
 "$kubectl" create namespace "$namespace" >/dev/null
@@ -131,7 +128,8 @@ cat <<REPORT
     PostgreSQL  $pg_url
     Kafka       $brokers (embedded), topic atlas.domain-events.v1
     OpenSearch  $search_url
-    operator    log $state/manager.log, metrics http://127.0.0.1:$metrics_port/metrics
+    operator    kubectl -n atlas-system logs deploy/atlas-controller-manager (metrics: https, port 8443 of
+                service atlas-controller-manager-metrics-service, for the atlas-metrics-reader role)
 
 REPORT
 log "6/6 bursts of generated events; the live view follows (Ctrl-C: summary, then everything stops)"
