@@ -209,10 +209,7 @@ func (v *validator) members(prefix string, obj []byte, keys []string, walk bool)
 			}
 			others = append(others, key)
 		}
-		i = skipSpace(obj, i)
-		if i < len(obj) && obj[i] == ',' {
-			i = skipSpace(obj, i+1)
-		}
+		i = nextElement(obj, i)
 	}
 	for j, k := range keys {
 		switch {
@@ -296,10 +293,7 @@ func (v *validator) uniqueNamesAt(b []byte, i int, path *pathElem) int {
 			} else {
 				i = skipValue(b, i)
 			}
-			i = skipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-			}
+			i = nextElement(b, i)
 		}
 		return i + 1 // past '}'
 	case '[':
@@ -310,15 +304,22 @@ func (v *validator) uniqueNamesAt(b []byte, i int, path *pathElem) int {
 			} else {
 				i = skipValue(b, i)
 			}
-			i = skipSpace(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-			}
+			i = nextElement(b, i)
 		}
 		return i + 1 // past ']'
 	default:
 		return skipValue(b, i)
 	}
+}
+
+// nextElement returns the offset of the next member or element after a value that ends
+// at b[i]: past the whitespace and a comma, if any.
+func nextElement(b []byte, i int) int {
+	i = skipSpace(b, i)
+	if i < len(b) && b[i] == ',' {
+		i = skipSpace(b, i+1)
+	}
+	return i
 }
 
 func skipSpace(b []byte, i int) int {

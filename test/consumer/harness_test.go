@@ -4,7 +4,6 @@ package consumer_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -432,11 +431,16 @@ func (s *setup) waitCaughtUp(t testing.TB, group string, timeout time.Duration, 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	t.Fatalf("group %s still lags %d records after %s\n%s", group, lag, timeout, tails(procs))
+}
+
+// tails returns the end of each process's log, for a failure message.
+func tails(procs []*consumerProc) string {
 	var logs strings.Builder
 	for _, p := range procs {
 		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
 	}
-	t.Fatalf("group %s still lags %d records after %s\n%s", group, lag, timeout, logs.String())
+	return logs.String()
 }
 
 // rowCount counts audit_events rows (0 while the table does not exist yet).
@@ -464,11 +468,7 @@ func (s *setup) waitRows(t testing.TB, want int, timeout time.Duration, procs ..
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var logs bytes.Buffer
-	for _, p := range procs {
-		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
-	}
-	t.Fatalf("audit_events has %d rows, want %d within %s\n%s", got, want, timeout, logs.String())
+	t.Fatalf("audit_events has %d rows, want %d within %s\n%s", got, want, timeout, tails(procs))
 }
 
 // assertExactly checks that audit_events holds exactly the envelopes' event ids, once each.

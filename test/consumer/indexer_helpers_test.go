@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -126,11 +125,7 @@ func (s *indexSetup) waitIndexEquals(t testing.TB, index string, timeout time.Du
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	var logs strings.Builder
-	for _, p := range procs {
-		fmt.Fprintf(&logs, "--- %s:\n%s\n", p.name, p.tail())
-	}
-	t.Fatalf("%s never matched the items table within %s: %s\n%s", index, timeout, diff, logs.String())
+	t.Fatalf("%s never matched the items table within %s: %s\n%s", index, timeout, diff, tails(procs))
 }
 
 // startIndexerAt starts an indexer writing to alias on the search server at url (a
