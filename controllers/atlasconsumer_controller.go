@@ -20,10 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
 	"github.com/atlas-platform/atlas-operator/controllers/workload"
@@ -66,8 +67,9 @@ type Reconciler struct {
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 
-	scaler  *autoscaler
-	secrets secretCache
+	scaler   *autoscaler
+	secrets  secretCache
+	expected expectations
 }
 
 // Reconcile brings one AtlasConsumer's objects to what its spec says, in short steps:
@@ -99,11 +101,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	current, err := r.observeOwned(ctx, ac)
 	if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
-		// The conflicting object is not owned, so no watch brings it back: look again.
-		return ctrl.Result{RequeueAfter: time.Minute}, r.stall(ctx, ac, ReasonNameConflict, conflict.Error())
+		return r.stallAndLookAgain(ctx, ac, conflict)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if !r.expected.satisfied(req.NamespacedName, current.deployment) {
+		// The cache has not seen this operator's last write yet: acting on it would act
+		// twice. Its update event brings the next reconcile.
+		return ctrl.Result{}, nil
 	}
 
 	replicas, scale := r.decideReplicas(ctx, ac, secrets, current.deployment)
@@ -117,24 +123,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		err = r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb)
 	}
 	if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
-		return ctrl.Result{RequeueAfter: time.Minute}, r.stall(ctx, ac, ReasonNameConflict, conflict.Error())
+		return r.stallAndLookAgain(ctx, ac, conflict)
 	}
 	if err != nil {
 		// Say so in the status too; the error requeues with backoff.
 		return ctrl.Result{}, errors.Join(err, r.writeStatus(ctx, ac, applyFailedStatus(ac, err)))
 	}
 
+	if dep != current.deployment {
+		r.expected.expect(req.NamespacedName, dep)
+	}
 	obs := observed{desired: replicas, deployment: dep, scale: scale}
 	if scaled := r.noteScaling(ac, current.deployment, replicas, scale); scaled {
 		obs.scaledAt = ptrTime(metav1.NewTime(r.now().Truncate(time.Second)))
 	}
-	if err := r.writeStatus(ctx, ac, computeStatus(ac, obs)); err != nil {
+	// An autoscaled consumer is reconciled again after each lag measurement (lagPoller).
+	return ctrl.Result{}, r.writeStatus(ctx, ac, computeStatus(ac, obs))
+}
+
+// stallAndLookAgain reports a name conflict; the conflicting object is not owned, so no
+// watch brings it back: look again in a minute (or sooner, with backoff, when the status
+// could not be written).
+func (r *Reconciler) stallAndLookAgain(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, conflict *nameConflictError) (ctrl.Result, error) {
+	if err := r.stall(ctx, ac, ReasonNameConflict, conflict.Error()); err != nil {
 		return ctrl.Result{}, err
 	}
-	if scale != nil {
-		return ctrl.Result{RequeueAfter: scale.requeueAfter}, nil
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: time.Minute}, nil
 }
 
 // owned are the consumer's objects as they exist (nil when absent).
@@ -199,7 +213,7 @@ func (r *Reconciler) decideReplicas(ctx context.Context, ac *atlasv1alpha1.Atlas
 	default:
 		current = 1
 	}
-	res := r.scaler.decide(ctx, ac, kafkaConn(ac, secrets), current)
+	res := r.scaler.decide(ac, kafkaConn(ac, secrets), current)
 	r.Metrics.observeScale(key, res)
 	if res.fresh && res.lag == nil {
 		was := meta.FindStatusCondition(ac.Status.Conditions, atlasv1alpha1.ConditionScalingActive)
@@ -324,6 +338,8 @@ func (r *Reconciler) event(ac *atlasv1alpha1.AtlasConsumer, typ, reason, action,
 
 func (r *Reconciler) forget(key types.NamespacedName) {
 	r.scaler.forget(key)
+	r.secrets.forget(key)
+	r.expected.forget(key)
 	r.Metrics.forget(key)
 }
 
@@ -343,12 +359,27 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 	if r.Lag == nil {
 		return errors.New("the reconciler needs a LagReader")
 	}
-	r.scaler = &autoscaler{reader: r.Lag, now: r.now}
+	r.scaler = &autoscaler{poller: newLagPoller(r.Lag, r.now), now: r.now}
+	r.expected = expectations{ttl: 30 * time.Second, now: r.now}
+	if err := mgr.Add(r.scaler.poller); err != nil {
+		return fmt.Errorf("add the lag poller: %w", err)
+	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &atlasv1alpha1.AtlasConsumer{}, secretIndex, func(o client.Object) []string {
 		return workload.SecretNames(o.(*atlasv1alpha1.AtlasConsumer))
 	})
 	if err != nil {
 		return fmt.Errorf("index AtlasConsumers by Secret: %w", err)
+	}
+	// Secrets reach the AtlasConsumers that reference them through a controller of their
+	// own, so that a failed lookup is retried instead of lost.
+	fanout := &secretFanout{reader: mgr.GetClient(), wake: make(chan event.GenericEvent, 1024)}
+	err = ctrl.NewControllerManagedBy(mgr).
+		Named("atlasconsumer-secrets").
+		For(&corev1.Secret{}, builder.OnlyMetadata).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(fanout)
+	if err != nil {
+		return fmt.Errorf("set up the Secret controller: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("atlasconsumer").
@@ -357,22 +388,46 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.consumersUsingSecret), builder.OnlyMetadata).
+		WatchesRawSource(source.Channel(fanout.wake, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.scaler.poller.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Complete(r)
 }
 
-// consumersUsingSecret maps a Secret to the AtlasConsumers of its namespace that
-// reference it.
-func (r *Reconciler) consumersUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+// secretFanout reconciles a Secret (its metadata changed) into a reconcile of every
+// AtlasConsumer of its namespace that references it. A failed lookup is returned, so the
+// Secret is retried with backoff instead of the change being lost.
+type secretFanout struct {
+	reader client.Reader
+	wake   chan event.GenericEvent
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (f *secretFanout) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	users, err := consumersUsingSecret(ctx, f.reader, req.NamespacedName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, key := range users {
+		select {
+		case f.wake <- event.GenericEvent{Object: &atlasv1alpha1.AtlasConsumer{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}:
+		case <-ctx.Done():
+			return ctrl.Result{}, ctx.Err()
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// consumersUsingSecret lists the AtlasConsumers of the Secret's namespace that
+// reference it (through the cache's index).
+func consumersUsingSecret(ctx context.Context, reader client.Reader, secret types.NamespacedName) ([]types.NamespacedName, error) {
 	var list atlasv1alpha1.AtlasConsumerList
-	if err := r.Client.List(ctx, &list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{secretIndex: secret.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "list AtlasConsumers referencing a Secret", "secret", secret.GetName())
-		return nil
+	if err := reader.List(ctx, &list, client.InNamespace(secret.Namespace), client.MatchingFields{secretIndex: secret.Name}); err != nil {
+		return nil, fmt.Errorf("list the AtlasConsumers referencing Secret %s: %w", secret.Name, err)
 	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
+	out := make([]types.NamespacedName, 0, len(list.Items))
 	for _, ac := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}})
+		out = append(out, types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name})
 	}
-	return reqs
+	return out, nil
 }

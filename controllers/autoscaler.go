@@ -19,27 +19,29 @@ import (
 )
 
 // LagReader reads a consumer group's lag on its topic. The key names the AtlasConsumer
-// the connection belongs to, so a reader may keep one connection per consumer.
+// the read is for, so a reader can tell which consumers use which connection.
 type LagReader interface {
 	ReadLag(ctx context.Context, key types.NamespacedName, conn kafkaconn.Config, group, topic string, startEarliest bool) (scaling.Lag, error)
-	// Forget closes what the reader keeps for a consumer that is gone.
+	// Forget releases what the reader keeps for a consumer that is gone.
 	Forget(key types.NamespacedName)
 }
 
-// KafkaLagReader reads lag with franz-go's kadm, keeping one admin client per
-// AtlasConsumer and replacing it when the connection settings change.
+// KafkaLagReader reads lag with franz-go's kadm through one admin client per distinct
+// connection (brokers, TLS, SASL), shared by every AtlasConsumer that uses it and closed
+// when the last of them is forgotten or moves to another connection.
 type KafkaLagReader struct {
 	// Timeout bounds one lag read (default 10s).
 	Timeout time.Duration
 
 	mu      sync.Mutex
-	clients map[types.NamespacedName]*lagClient
+	clients map[string]*lagClient           // by connection fingerprint
+	users   map[types.NamespacedName]string // consumer -> the fingerprint it uses
 }
 
 type lagClient struct {
-	fingerprint string
-	kgo         *kgo.Client
-	adm         *kadm.Client
+	kgo   *kgo.Client
+	adm   *kadm.Client
+	users int
 }
 
 // ReadLag implements LagReader.
@@ -61,46 +63,70 @@ func (r *KafkaLagReader) client(key types.NamespacedName, conn kafkaconn.Config)
 	fp := fingerprint(conn)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients[key]; ok {
-		if c.fingerprint == fp {
-			return c.adm, nil
+	if used, ok := r.users[key]; ok && used != fp {
+		r.release(key)
+	}
+	c, ok := r.clients[fp]
+	if !ok {
+		opts, err := conn.Opts()
+		if err != nil {
+			return nil, fmt.Errorf("kafka settings: %w", err)
 		}
-		c.kgo.Close()
-		delete(r.clients, key)
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka client: %w", err)
+		}
+		c = &lagClient{kgo: cl, adm: kadm.NewClient(cl)}
+		if r.clients == nil {
+			r.clients, r.users = map[string]*lagClient{}, map[types.NamespacedName]string{}
+		}
+		r.clients[fp] = c
 	}
-	opts, err := conn.Opts()
-	if err != nil {
-		return nil, fmt.Errorf("kafka settings: %w", err)
+	if _, ok := r.users[key]; !ok {
+		c.users++
+		r.users[key] = fp
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+	return c.adm, nil
+}
+
+// release drops key's use of its client, closing the client when it was the last. r.mu is held.
+func (r *KafkaLagReader) release(key types.NamespacedName) {
+	fp, ok := r.users[key]
+	if !ok {
+		return
 	}
-	if r.clients == nil {
-		r.clients = map[types.NamespacedName]*lagClient{}
+	delete(r.users, key)
+	if c := r.clients[fp]; c != nil {
+		if c.users--; c.users <= 0 {
+			c.kgo.Close()
+			delete(r.clients, fp)
+		}
 	}
-	r.clients[key] = &lagClient{fingerprint: fp, kgo: cl, adm: kadm.NewClient(cl)}
-	return r.clients[key].adm, nil
 }
 
 // Forget implements LagReader.
 func (r *KafkaLagReader) Forget(key types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients[key]; ok {
-		c.kgo.Close()
-		delete(r.clients, key)
-	}
+	r.release(key)
+}
+
+// Clients returns how many Kafka clients the reader holds (one per distinct connection).
+func (r *KafkaLagReader) Clients() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.clients)
 }
 
 // Close closes every client.
 func (r *KafkaLagReader) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for key, c := range r.clients {
+	for fp, c := range r.clients {
 		c.kgo.Close()
-		delete(r.clients, key)
+		delete(r.clients, fp)
 	}
+	clear(r.users)
 }
 
 func fingerprint(conn kafkaconn.Config) string {
@@ -133,11 +159,11 @@ func kafkaConn(ac *atlasv1alpha1.AtlasConsumer, secrets secretValues) kafkaconn.
 }
 
 // autoscaler keeps, per AtlasConsumer, what lag-driven scaling remembers between
-// reconciles: the last two measurements and the recommendations of the stabilization
-// window. Like the HorizontalPodAutoscaler it keeps them in memory; a new leader starts
-// with the current replicas and an empty window.
+// reconciles: the recommendations of the stabilization window, and which measurement of
+// the poller it last decided on. Like the HorizontalPodAutoscaler it keeps them in
+// memory; a new leader starts with the current replicas and an empty window.
 type autoscaler struct {
-	reader LagReader
+	poller *lagPoller
 	now    func() time.Time
 
 	mu     sync.Mutex
@@ -145,22 +171,18 @@ type autoscaler struct {
 }
 
 type scaleState struct {
-	polledAt time.Time
-	lag      scaling.Lag
-	lagErr   error
-	previous *scaling.Lag
-	history  []scaling.Recommendation
+	// decided is the seq of the measurement the last decision used.
+	decided uint64
+	history []scaling.Recommendation
 }
 
 // scaleResult is an autoscaling decision with the measurement it used.
 type scaleResult struct {
 	decision scaling.Decision
-	// lag is the latest measurement (nil when it failed or was never taken).
+	// lag is the latest successful measurement (nil when the latest failed or none exists).
 	lag *scaling.Lag
-	// fresh says the lag was read in this reconcile.
+	// fresh says the measurement is new since the previous decision.
 	fresh bool
-	// requeueAfter is when the next measurement is due.
-	requeueAfter time.Duration
 }
 
 // policy is spec.autoscaling with the API defaults filled in.
@@ -188,13 +210,21 @@ func policy(as *atlasv1alpha1.AutoscalingSpec) (scaling.Policy, time.Duration) {
 	return p, poll
 }
 
-// decide reads the lag when a measurement is due and decides the replicas.
-func (a *autoscaler) decide(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Config, current int32) scaleResult {
+// decide makes sure the consumer's lag is polled (never while it is suspended) and
+// decides the replicas from the latest measurement; it does no I/O.
+func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Config, current int32) scaleResult {
 	key := types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}
-	pol, poll := policy(ac.Spec.Autoscaling)
-	now := a.now()
+	pol, interval := policy(ac.Spec.Autoscaling)
+	if ac.Spec.Suspend {
+		a.poller.stop(key)
+	} else {
+		a.poller.ensure(key, pollTarget{conn: conn, fingerprint: fingerprint(conn), group: workload.GroupID(ac),
+			topic: workload.Topic(ac), startEarliest: workload.StartEarliest(ac)}, interval)
+	}
+	m := a.poller.latest(key)
 
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	st, ok := a.states[key]
 	if !ok {
 		st = &scaleState{}
@@ -203,45 +233,19 @@ func (a *autoscaler) decide(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer
 		}
 		a.states[key] = st
 	}
-	due := !ac.Spec.Suspend && (st.polledAt.IsZero() || now.Sub(st.polledAt) >= poll)
-	a.mu.Unlock()
-
-	res := scaleResult{}
-	if due {
-		lag, err := a.reader.ReadLag(ctx, key, conn, workload.GroupID(ac), workload.Topic(ac), workload.StartEarliest(ac))
-		a.mu.Lock()
-		if err == nil {
-			if st.lagErr == nil && !st.polledAt.IsZero() {
-				prev := st.lag
-				st.previous = &prev
-			} else {
-				st.previous = nil
-			}
-			st.lag = lag
-		}
-		st.lagErr = err
-		st.polledAt = now
-		a.mu.Unlock()
-		res.fresh = true
-	}
-
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	in := scaling.Input{
-		Now: now, Current: current, Suspended: ac.Spec.Suspend, Policy: pol,
-		Lag: st.lag, LagErr: st.lagErr, Previous: st.previous, History: st.history,
+		Now: a.now(), Current: current, Suspended: ac.Spec.Suspend, Policy: pol,
+		Lag: m.lag, LagErr: m.err, Previous: m.previous, History: st.history,
 	}
-	res.decision = scaling.Decide(in)
+	in.AwaitingLag = m.seq == 0
+	res := scaleResult{decision: scaling.Decide(in), fresh: m.seq != 0 && m.seq != st.decided}
+	st.decided = m.seq
 	if !ac.Spec.Suspend {
 		st.history = res.decision.History
 	}
-	if st.lagErr == nil && !st.polledAt.IsZero() {
-		lag := st.lag
+	if m.seq != 0 && m.err == nil {
+		lag := m.lag
 		res.lag = &lag
-	}
-	res.requeueAfter = poll - now.Sub(st.polledAt)
-	if ac.Spec.Suspend || res.requeueAfter <= 0 {
-		res.requeueAfter = poll
 	}
 	return res
 }
@@ -253,6 +257,6 @@ func (a *autoscaler) forget(key types.NamespacedName) {
 	delete(a.states, key)
 	a.mu.Unlock()
 	if ok {
-		a.reader.Forget(key)
+		a.poller.stop(key)
 	}
 }

@@ -49,10 +49,49 @@ func (e *invalidReferenceError) Error() string { return e.msg }
 // secretCache keeps the data of the Secrets AtlasConsumers reference, by
 // resourceVersion. The manager caches only Secrets' metadata (so it never holds every
 // Secret of the cluster in memory); the data of a referenced Secret is read from the
-// API server once per resourceVersion, which keeps idle reconciles free of requests.
+// API server once per resourceVersion, which keeps idle reconciles free of requests. A
+// Secret's data goes as soon as no AtlasConsumer references it.
 type secretCache struct {
 	mu      sync.Mutex
 	entries map[types.NamespacedName]cachedSecret
+	// refs are the Secrets each AtlasConsumer referenced at its last reconcile.
+	refs map[types.NamespacedName][]types.NamespacedName
+}
+
+// use records the Secrets consumer references now, and drops the data of those no
+// consumer references any more.
+func (c *secretCache) use(consumer types.NamespacedName, secrets []types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(secrets) == 0 {
+		delete(c.refs, consumer)
+	} else {
+		if c.refs == nil {
+			c.refs = map[types.NamespacedName][]types.NamespacedName{}
+		}
+		c.refs[consumer] = secrets
+	}
+	referenced := map[types.NamespacedName]bool{}
+	for _, names := range c.refs {
+		for _, n := range names {
+			referenced[n] = true
+		}
+	}
+	for key := range c.entries {
+		if !referenced[key] {
+			delete(c.entries, key)
+		}
+	}
+}
+
+// forget drops what is kept for a consumer that is gone.
+func (c *secretCache) forget(consumer types.NamespacedName) { c.use(consumer, nil) }
+
+// held returns the Secrets whose data is kept.
+func (c *secretCache) held() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
 }
 
 type cachedSecret struct {
@@ -96,6 +135,11 @@ func (c *secretCache) get(ctx context.Context, cached, api client.Reader, key ty
 
 // readSecrets reads every referenced Secret key.
 func (c *secretCache) readSecrets(ctx context.Context, cached, api client.Reader, ac *atlasv1alpha1.AtlasConsumer) (secretValues, error) {
+	var names []types.NamespacedName
+	for _, name := range workload.SecretNames(ac) {
+		names = append(names, types.NamespacedName{Namespace: ac.Namespace, Name: name})
+	}
+	c.use(types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}, names)
 	values := secretValues{}
 	secrets := map[string]map[string][]byte{}
 	for _, ref := range workload.SecretRefs(ac) {

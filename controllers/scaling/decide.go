@@ -34,6 +34,8 @@ type Input struct {
 	// Lag is the latest measurement; LagErr is set instead when it could not be read.
 	Lag    Lag
 	LagErr error
+	// AwaitingLag says no measurement exists yet (the first one is under way).
+	AwaitingLag bool
 	// Previous is the measurement before Lag (nil when there is none).
 	Previous *Lag
 	History  []Recommendation
@@ -50,6 +52,7 @@ type Condition struct {
 const (
 	ReasonValidLag          = "ValidLag"
 	ReasonLagUnavailable    = "LagUnavailable"
+	ReasonAwaitingLag       = "AwaitingLag"
 	ReasonSuspended         = "Suspended"
 	ReasonWithinLimits      = "DesiredWithinRange"
 	ReasonPartitionLimit    = "PartitionLimit"
@@ -84,6 +87,12 @@ func Decide(in Input) Decision {
 		return Decision{Desired: 0,
 			ScalingActive:  Condition{false, ReasonSuspended, "the consumer is suspended: scaled to zero"},
 			ScalingLimited: Condition{false, ReasonSuspended, "the consumer is suspended"},
+		}
+	}
+	if in.AwaitingLag {
+		return Decision{Desired: in.Current, History: in.History,
+			ScalingActive:  Condition{false, ReasonAwaitingLag, fmt.Sprintf("keeping %d replicas until the first lag measurement, which is under way", in.Current)},
+			ScalingLimited: Condition{false, ReasonAwaitingLag, "no scaling decision without a lag"},
 		}
 	}
 	if in.LagErr != nil {

@@ -81,6 +81,7 @@ func TestDecide(t *testing.T) {
 		{name: "scale up is immediate", in: Input{Lag: lagOf(3000, 3000), Current: 1, History: []Recommendation{{At: now.Add(-time.Second), Replicas: 1}}}, want: 2, active: ReasonValidLag, limited: true, limitReason: ReasonPartitionLimit},
 		{name: "suspend wins over autoscaling", in: Input{Suspended: true, Lag: lagOf(9000, 9000), Current: 2}, want: 0, active: ReasonSuspended},
 		{name: "an unreadable lag keeps the replicas", in: Input{LagErr: errors.New("broker down"), Current: 5, History: []Recommendation{{At: now, Replicas: 5}}}, want: 5, active: ReasonLagUnavailable},
+		{name: "no measurement yet keeps the replicas", in: Input{AwaitingLag: true, Current: 2}, want: 2, active: ReasonAwaitingLag},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

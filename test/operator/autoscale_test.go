@@ -3,6 +3,8 @@ package operator_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,4 +133,85 @@ func TestLagUnavailableKeepsReplicas(t *testing.T) {
 	if ac.Status.Lag != nil {
 		t.Errorf("status.lag = %+v although it could not be read", ac.Status.Lag)
 	}
+}
+
+// The brokers of 20 autoscaled AtlasConsumers accept connections and never answer (each
+// lag read waits out the operator's 3 s lag timeout), and they are polled every 5 s.
+// A spec change to another AtlasConsumer still reaches its Deployment within a second:
+// lag is read by a poller per consumer, off the reconcile workers (4 here), and Reconcile
+// only talks to the API server.
+func TestLagReadsNeverHoldReconciles(t *testing.T) {
+	env, ns := consumerNamespace(t)
+	silent := silentBroker(t)
+	for i := range 20 {
+		ac := auditConsumer(ns, fmt.Sprintf("stalled-%02d", i))
+		ac.Spec.Replicas = nil
+		ac.Spec.Kafka.BootstrapServers = []string{silent}
+		ac.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MinReplicas: ptr.To[int32](1), MaxReplicas: 4,
+			PollInterval: &metav1.Duration{Duration: 5 * time.Second}}
+		mustCreate(t, env, ac)
+	}
+	probe := auditConsumer(ns, "probe")
+	mustCreate(t, env, probe)
+	dep := waitDeployment(t, env, ns, "probe")
+	for i := range 20 {
+		waitDeployment(t, env, ns, fmt.Sprintf("stalled-%02d", i))
+	}
+	time.Sleep(6 * time.Second) // every stalled consumer's lag has been read, and is read again, by now
+
+	start := time.Now()
+	update(t, env, probe, func(ac *atlasv1alpha1.AtlasConsumer) { ac.Spec.Replicas = ptr.To[int32](3) })
+	eventually(t, 30*time.Second, "the probe's Deployment follows its spec", func() error {
+		if err := get(t, env, dep); err != nil {
+			return err
+		}
+		if *dep.Spec.Replicas != 3 {
+			return fmt.Errorf("replicas %d", *dep.Spec.Replicas)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	t.Logf("a spec change reached its Deployment in %s while 20 consumers' brokers did not answer", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Fatalf("a spec change took %s to reach its Deployment, want under 1s: lag reads held the reconcile workers", took.Round(time.Millisecond))
+	}
+	ac := &atlasv1alpha1.AtlasConsumer{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stalled-00"}}
+	eventually(t, 30*time.Second, "the stalled consumers say why they keep their replicas", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		return wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionFalse, "LagUnavailable", "the lag could not be read")
+	})
+}
+
+// silentBroker is an address that accepts connections and never answers, as a broker
+// behind a dropping network does; it closes when the test ends.
+func silentBroker(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
 }
