@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,10 +48,36 @@ func getOwned(ctx context.Context, c client.Reader, ac *atlasv1alpha1.AtlasConsu
 	return true, nil
 }
 
+// ensure applies desired, one of the AtlasConsumer's objects, unless existing (as the
+// cache has it; nil when absent) already is what the operator would apply, and returns
+// the object as it is now. specOf picks what is compared besides the operator's labels
+// and applied hash: the object's spec.
+func ensure[T client.Object](ctx context.Context, c client.Client, scheme *runtime.Scheme, ac *atlasv1alpha1.AtlasConsumer, desired, existing T, specOf func(T) any) (T, error) {
+	var zero T
+	kind := reflect.TypeOf(desired).Elem().Name()
+	if err := markOwned(ac, desired, scheme); err != nil {
+		return zero, fmt.Errorf("ensure %s: %w", kind, err)
+	}
+	if !absent(existing) && inSync(desired, existing, specOf) {
+		return existing, nil
+	}
+	out := reflect.New(reflect.TypeOf(desired).Elem()).Interface().(T)
+	if err := serverSideApply(ctx, c, desired, out); err != nil {
+		return zero, fmt.Errorf("ensure %s: %w", kind, err)
+	}
+	return out, nil
+}
+
+// absent reports a nil object (a typed nil pointer in an interface is not == nil).
+func absent(o client.Object) bool {
+	v := reflect.ValueOf(o)
+	return !v.IsValid() || v.IsNil()
+}
+
 // inSync says whether the existing object already is what the operator would apply:
 // the same intent (applied hash) and no drift in the fields the operator sets.
-func inSync(desired, existing client.Object, specOf func(client.Object) any) bool {
-	if existing == nil || existing.GetAnnotations()[AppliedHashAnnotation] != desired.GetAnnotations()[AppliedHashAnnotation] {
+func inSync[T client.Object](desired, existing T, specOf func(T) any) bool {
+	if existing.GetAnnotations()[AppliedHashAnnotation] != desired.GetAnnotations()[AppliedHashAnnotation] {
 		return false
 	}
 	for k, v := range desired.GetLabels() {
@@ -61,9 +88,9 @@ func inSync(desired, existing client.Object, specOf func(client.Object) any) boo
 	return equality.Semantic.DeepDerivative(specOf(desired), specOf(existing))
 }
 
-// prepare makes desired a controlled child of the AtlasConsumer and stamps the hash of
-// its content.
-func prepare(ac *atlasv1alpha1.AtlasConsumer, desired client.Object, scheme *runtime.Scheme) error {
+// markOwned makes desired a controlled child of the AtlasConsumer and stamps the hash
+// of its content.
+func markOwned(ac *atlasv1alpha1.AtlasConsumer, desired client.Object, scheme *runtime.Scheme) error {
 	if err := controllerutil.SetControllerReference(ac, desired, scheme); err != nil {
 		return fmt.Errorf("owner reference: %w", err)
 	}

@@ -115,9 +115,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	replicas, scale := r.decideReplicas(ctx, ac, secrets, current.deployment)
 	cfg := workload.Config{Image: r.Image, Replicas: replicas, SecretChecksum: secrets.checksum(workload.SecretRefs(ac))}
 
-	dep, err := r.ensureDeployment(ctx, ac, cfg, current.deployment)
+	dep, err := ensure(ctx, r.Client, r.Scheme, ac, workload.Deployment(ac, cfg), current.deployment, deploymentSpec)
 	if err == nil {
-		err = r.ensureService(ctx, ac, current.service)
+		_, err = ensure(ctx, r.Client, r.Scheme, ac, workload.Service(ac), current.service, serviceSpec)
 	}
 	if err == nil {
 		err = r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb)
@@ -247,36 +247,9 @@ func (r *Reconciler) noteScaling(ac *atlasv1alpha1.AtlasConsumer, before *appsv1
 	return true
 }
 
-// ensureDeployment applies the consumer Deployment when it differs from what exists.
-func (r *Reconciler) ensureDeployment(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, cfg workload.Config, existing *appsv1.Deployment) (*appsv1.Deployment, error) {
-	desired := workload.Deployment(ac, cfg)
-	if err := prepare(ac, desired, r.Scheme); err != nil {
-		return nil, fmt.Errorf("ensure Deployment: %w", err)
-	}
-	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*appsv1.Deployment).Spec }) {
-		return existing, nil
-	}
-	out := &appsv1.Deployment{}
-	if err := serverSideApply(ctx, r.Client, desired, out); err != nil {
-		return nil, fmt.Errorf("ensure Deployment: %w", err)
-	}
-	return out, nil
-}
-
-// ensureService applies the metrics Service when it differs from what exists.
-func (r *Reconciler) ensureService(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, existing *corev1.Service) error {
-	desired := workload.Service(ac)
-	if err := prepare(ac, desired, r.Scheme); err != nil {
-		return fmt.Errorf("ensure Service: %w", err)
-	}
-	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*corev1.Service).Spec }) {
-		return nil
-	}
-	if err := serverSideApply(ctx, r.Client, desired, &corev1.Service{}); err != nil {
-		return fmt.Errorf("ensure Service: %w", err)
-	}
-	return nil
-}
+func deploymentSpec(d *appsv1.Deployment) any        { return d.Spec }
+func serviceSpec(s *corev1.Service) any              { return s.Spec }
+func budgetSpec(b *policyv1.PodDisruptionBudget) any { return b.Spec }
 
 // ensurePodDisruptionBudget keeps a budget while more than one pod runs, and removes
 // it otherwise (with one pod a budget would block node drains).
@@ -291,21 +264,13 @@ func (r *Reconciler) ensurePodDisruptionBudget(ctx context.Context, ac *atlasv1a
 		return nil
 	}
 	desired := workload.PodDisruptionBudget(ac)
-	if err := prepare(ac, desired, r.Scheme); err != nil {
-		return fmt.Errorf("ensure PodDisruptionBudget: %w", err)
-	}
-	if existing == nil {
+	if existing == nil { // its name is checked before the operator takes it
 		if _, err := getOwned(ctx, r.APIReader, ac, "PodDisruptionBudget", desired.Name, &policyv1.PodDisruptionBudget{}); err != nil {
 			return err
 		}
 	}
-	if existing != nil && inSync(desired, existing, func(o client.Object) any { return o.(*policyv1.PodDisruptionBudget).Spec }) {
-		return nil
-	}
-	if err := serverSideApply(ctx, r.Client, desired, &policyv1.PodDisruptionBudget{}); err != nil {
-		return fmt.Errorf("ensure PodDisruptionBudget: %w", err)
-	}
-	return nil
+	_, err := ensure(ctx, r.Client, r.Scheme, ac, desired, existing, budgetSpec)
+	return err
 }
 
 // stall reports a problem only the user can fix, once as an event, and changes nothing.

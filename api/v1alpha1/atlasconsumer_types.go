@@ -35,10 +35,6 @@ const (
 	AtlasConsumerModeIndexer AtlasConsumerMode = "indexer"
 )
 
-// DefaultTopic is the Kafka topic Atlas services publish their domain events to, and the
-// default of spec.kafka.topic.
-const DefaultTopic = "atlas.domain-events.v1"
-
 // PauseReconciliationAnnotation, set to "true" on an AtlasConsumer, stops the operator
 // from reconciling it (for incident work): nothing it owns is changed until the
 // annotation is removed.

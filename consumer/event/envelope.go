@@ -12,9 +12,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// Topic is the Kafka topic the Atlas services publish domain events to.
-const Topic = "atlas.domain-events.v1"
-
 // CurrentVersion is the envelope version this package produces and fully understands.
 const CurrentVersion = 1
 

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 )
 
 // Record header names set on every published event, so consumers can filter
@@ -61,10 +63,10 @@ type Publisher struct {
 	topic  string
 }
 
-// NewPublisher returns a Publisher writing to topic (Topic when empty).
+// NewPublisher returns a Publisher writing to topic (names.Topic when empty).
 func NewPublisher(client *kgo.Client, topic string) *Publisher {
 	if topic == "" {
-		topic = Topic
+		topic = names.Topic
 	}
 	return &Publisher{client: client, topic: topic}
 }

@@ -74,13 +74,14 @@ func bulk(ctx context.Context, es *elasticsearch.Client, index string, ops []op)
 	out := make([]result, len(ops))
 	for i, item := range parsed.Items {
 		for _, r := range item {
-			out[i] = classify(ops[i].delete(), r.Status, r.Error)
+			out[i] = outcomeOf(ops[i].delete(), r.Status, r.Error)
 		}
 	}
 	return out, nil
 }
 
-func classify(isDelete bool, status int, errBody json.RawMessage) result {
+// outcomeOf classifies the search server's answer for one operation.
+func outcomeOf(isDelete bool, status int, errBody json.RawMessage) result {
 	r := result{status: status}
 	switch {
 	case status >= 200 && status < 300, isDelete && status == 404:

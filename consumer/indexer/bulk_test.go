@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestClassify(t *testing.T) {
+func TestOutcomeOf(t *testing.T) {
 	mapping := json.RawMessage(`{"type":"mapper_parsing_exception","reason":"failed to parse field [title]"}`)
 	for _, c := range []struct {
 		name       string
@@ -28,9 +28,9 @@ func TestClassify(t *testing.T) {
 		{"an error body that is not an object", false, 400, json.RawMessage(`"bad"`), rejected, `"bad"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			r := classify(c.isDelete, c.status, c.body)
+			r := outcomeOf(c.isDelete, c.status, c.body)
 			if r.outcome != c.want || r.reason != c.wantReason {
-				t.Fatalf("classify(%v, %d) = %v %q, want %v %q", c.isDelete, c.status, r.outcome, r.reason, c.want, c.wantReason)
+				t.Fatalf("outcomeOf(%v, %d) = %v %q, want %v %q", c.isDelete, c.status, r.outcome, r.reason, c.want, c.wantReason)
 			}
 		})
 	}

@@ -1,10 +1,16 @@
 package indexer
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
+
+	"github.com/atlas-platform/atlas-operator/consumer/observe"
+	"github.com/atlas-platform/atlas-operator/internal/backoff"
 )
 
 // ClientConfig is how to reach the search server.
@@ -16,6 +22,32 @@ type ClientConfig struct {
 	// the client refuses answers without the X-Elastic-Product header, which OpenSearch
 	// does not send, so the transport adds it.
 	OpenSearch bool
+}
+
+// Connect builds the search client and makes sure the index behind the alias exists
+// (EnsureIndex), each attempt bounded by timeout and retried with the backoff policy
+// while the server cannot be reached (the retries show like any dependency's: readiness
+// naming it, atlas_consumer_retries_total, a warning), then reports the search server
+// ready. It returns only when ctx ends, or with an error retrying cannot fix.
+func Connect(ctx context.Context, c ClientConfig, alias string, timeout time.Duration, policy backoff.Policy,
+	log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) (*elasticsearch.Client, error) {
+	es, err := NewClient(c)
+	if err != nil {
+		return nil, err
+	}
+	if policy == (backoff.Policy{}) {
+		policy = backoff.Default
+	}
+	err = backoff.Retry(ctx, policy, observe.OnRetry(log, m, ready, DependencySearch), func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return EnsureIndex(ctx, es, alias)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ready.Set(DependencySearch, nil)
+	return es, nil
 }
 
 // NewClient builds the go-elasticsearch client.

@@ -98,7 +98,7 @@ type Sink struct {
 	skipped   prometheus.Counter
 	lastPrune time.Time
 	// last are the event ids the latest batch recorded for its target, which a plan
-	// prepared meanwhile could not see yet.
+	// read ahead meanwhile could not see yet.
 	last struct {
 		target  int32
 		applied map[uuid.UUID]bool
@@ -146,7 +146,7 @@ func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog
 func (s *Sink) Name() string { return DependencySearch }
 
 // plan is a batch's read work: the item events the target does not hold yet, grouped by
-// item, and the items' current state. Prepare makes it ahead of time, while the previous
+// item, and the items' current state. ReadAhead makes it ahead of time, while the previous
 // batch is still being written.
 type plan struct {
 	target target
@@ -167,10 +167,11 @@ type plan struct {
 	dedupe, read time.Duration
 }
 
-// Prepare implements runner.Preparer: it makes the batch's plan while the previous batch
-// is written. A failure is not an error: ApplyPrepared then makes the plan itself.
-func (s *Sink) Prepare(ctx context.Context, msgs []runner.Message) any {
-	p, err := s.plan(ctx, msgs)
+// ReadAhead implements runner.ReadAheadSink: it makes the batch's plan while the
+// previous batch is written. A failure is not an error: ApplyReadAhead then makes the
+// plan itself.
+func (s *Sink) ReadAhead(ctx context.Context, msgs []runner.Message) any {
+	p, err := s.makePlan(ctx, msgs)
 	if err != nil {
 		s.log.Debug("preparing a batch failed; it will be read when applied", "error", err)
 		return nil
@@ -180,7 +181,7 @@ func (s *Sink) Prepare(ctx context.Context, msgs []runner.Message) any {
 
 // Apply implements runner.Sink.
 func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
-	return s.ApplyPrepared(ctx, msgs, nil)
+	return s.ApplyReadAhead(ctx, msgs, nil)
 }
 
 // tally counts what a batch did; it reaches the metrics only once the batch is recorded
@@ -191,13 +192,13 @@ type tally struct {
 	hardDeleted map[uuid.UUID]uuid.UUID
 }
 
-// ApplyPrepared implements runner.Preparer: drop what is not an item event or is already
+// ApplyReadAhead implements runner.ReadAheadSink: drop what is not an item event or is already
 // applied to the target, bring every touched item's document to the item's current state
 // (reading it again when the read is older than MaxReadAge), and only then record the
 // events as applied.
-func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepared any) ([]runner.Rejection, error) {
+func (s *Sink) ApplyReadAhead(ctx context.Context, msgs []runner.Message, readAhead any) ([]runner.Rejection, error) {
 	t0 := time.Now()
-	p, ok := prepared.(*plan)
+	p, ok := readAhead.(*plan)
 	if ok && p != nil {
 		// The previous batch was recorded while this plan was made: drop what it did.
 		if s.last.target == p.target.id {
@@ -205,7 +206,7 @@ func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepare
 		}
 	} else {
 		var err error
-		if p, err = s.plan(ctx, msgs); err != nil {
+		if p, err = s.makePlan(ctx, msgs); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +244,7 @@ func (s *Sink) ApplyPrepared(ctx context.Context, msgs []runner.Message, prepare
 	s.conflicts.Add(float64(t.conflicts))
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("indexer batch", "events", len(msgs), "fresh", len(p.fresh), "items", len(p.ids), "index", p.target.index,
-			"prepared", ok && p != nil, "dedupe", p.dedupe.String(), "read", p.read.String(), "settle", t1.Sub(t0).String(), "record", time.Since(t1).String())
+			"read_ahead", ok && p != nil, "dedupe", p.dedupe.String(), "read", p.read.String(), "settle", t1.Sub(t0).String(), "record", time.Since(t1).String())
 		for _, m := range p.fresh {
 			s.log.Debug("indexed", "event_id", m.Event.EventID, "trace_id", m.Event.Trace(), "event_type", m.Event.EventType, "item_id", m.Event.Entity.ID)
 		}
@@ -373,10 +374,10 @@ func (p *plan) deleteEvent(item uuid.UUID) uuid.UUID {
 	return uuid.Nil
 }
 
-// plan keeps the item events of the batch the target does not hold yet, and reads every
+// makePlan keeps the item events of the batch the target does not hold yet, and reads every
 // item they touch, once. Item events of any envelope version are read the same way: the
 // index holds Postgres state, never an event's payload.
-func (s *Sink) plan(ctx context.Context, msgs []runner.Message) (*plan, error) {
+func (s *Sink) makePlan(ctx context.Context, msgs []runner.Message) (*plan, error) {
 	tg, err := s.targets.get(ctx)
 	if err != nil {
 		return nil, err

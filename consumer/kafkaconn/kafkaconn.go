@@ -16,19 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-)
 
-// Flag names.
-const (
-	FlagBrokers       = "kafka-brokers"
-	FlagClientID      = "kafka-client-id"
-	FlagTLS           = "kafka-tls"
-	FlagTLSCAFile     = "kafka-tls-ca-file"
-	FlagTLSCertFile   = "kafka-tls-cert-file"
-	FlagTLSKeyFile    = "kafka-tls-key-file"
-	FlagSASLMechanism = "kafka-sasl-mechanism"
-	FlagSASLUsername  = "kafka-sasl-username"
-	FlagSASLPassword  = "kafka-sasl-password"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 )
 
 // SASL mechanisms.
@@ -62,42 +51,42 @@ type Config struct {
 
 // AddFlags registers the settings on fs with the given defaults for brokers and client id.
 func (c *Config) AddFlags(fs *pflag.FlagSet, defaultClientID string) {
-	fs.StringSliceVar(&c.Brokers, FlagBrokers, []string{"127.0.0.1:9092"}, "Kafka bootstrap servers (host:port, comma-separated)")
-	fs.StringVar(&c.ClientID, FlagClientID, defaultClientID, "Kafka client id")
-	fs.BoolVar(&c.TLS, FlagTLS, false, "connect to the brokers with TLS (implied by any --kafka-tls-* file)")
-	fs.StringVar(&c.TLSCAFile, FlagTLSCAFile, "", "PEM file of the CA certificates that verify the brokers (default: system roots)")
-	fs.StringVar(&c.TLSCertFile, FlagTLSCertFile, "", "PEM client certificate for mutual TLS (needs --kafka-tls-key-file)")
-	fs.StringVar(&c.TLSKeyFile, FlagTLSKeyFile, "", "PEM private key of the client certificate")
-	fs.StringVar(&c.SASLMechanism, FlagSASLMechanism, "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
-	fs.StringVar(&c.SASLUsername, FlagSASLUsername, "", "SASL user name")
-	fs.StringVar(&c.SASLPassword, FlagSASLPassword, "", "SASL password (prefer the ATLAS_KAFKA_SASL_PASSWORD environment variable)")
+	fs.StringSliceVar(&c.Brokers, names.FlagKafkaBrokers, []string{"127.0.0.1:9092"}, "Kafka bootstrap servers (host:port, comma-separated)")
+	fs.StringVar(&c.ClientID, names.FlagKafkaClientID, defaultClientID, "Kafka client id")
+	fs.BoolVar(&c.TLS, names.FlagKafkaTLS, false, "connect to the brokers with TLS (implied by any --kafka-tls-* file)")
+	fs.StringVar(&c.TLSCAFile, names.FlagKafkaTLSCAFile, "", "PEM file of the CA certificates that verify the brokers (default: system roots)")
+	fs.StringVar(&c.TLSCertFile, names.FlagKafkaTLSCertFile, "", "PEM client certificate for mutual TLS (needs --kafka-tls-key-file)")
+	fs.StringVar(&c.TLSKeyFile, names.FlagKafkaTLSKeyFile, "", "PEM private key of the client certificate")
+	fs.StringVar(&c.SASLMechanism, names.FlagKafkaSASLMechanism, "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
+	fs.StringVar(&c.SASLUsername, names.FlagKafkaSASLUsername, "", "SASL user name")
+	fs.StringVar(&c.SASLPassword, names.FlagKafkaSASLPassword, "", "SASL password (prefer the ATLAS_KAFKA_SASL_PASSWORD environment variable)")
 }
 
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.Brokers) == 0 {
-		errs = append(errs, fmt.Errorf("--%s is empty: give at least one host:port", FlagBrokers))
+		errs = append(errs, fmt.Errorf("--%s is empty: give at least one host:port", names.FlagKafkaBrokers))
 	}
 	for _, b := range c.Brokers {
 		if !strings.Contains(b, ":") {
-			errs = append(errs, fmt.Errorf("--%s: %q is not host:port", FlagBrokers, b))
+			errs = append(errs, fmt.Errorf("--%s: %q is not host:port", names.FlagKafkaBrokers, b))
 		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
-		errs = append(errs, fmt.Errorf("--%s and --%s go together", FlagTLSCertFile, FlagTLSKeyFile))
+		errs = append(errs, fmt.Errorf("--%s and --%s go together", names.FlagKafkaTLSCertFile, names.FlagKafkaTLSKeyFile))
 	}
 	switch strings.ToUpper(c.SASLMechanism) {
 	case "":
 		if c.SASLUsername != "" || c.SASLPassword != "" {
-			errs = append(errs, fmt.Errorf("SASL credentials given without --%s", FlagSASLMechanism))
+			errs = append(errs, fmt.Errorf("SASL credentials given without --%s", names.FlagKafkaSASLMechanism))
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.SASLUsername == "" || c.SASLPassword == "" {
-			errs = append(errs, fmt.Errorf("--%s %s needs --%s and a password", FlagSASLMechanism, c.SASLMechanism, FlagSASLUsername))
+			errs = append(errs, fmt.Errorf("--%s %s needs --%s and a password", names.FlagKafkaSASLMechanism, c.SASLMechanism, names.FlagKafkaSASLUsername))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--%s %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", FlagSASLMechanism, c.SASLMechanism))
+		errs = append(errs, fmt.Errorf("--%s %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", names.FlagKafkaSASLMechanism, c.SASLMechanism))
 	}
 	return errors.Join(errs...)
 }

@@ -12,48 +12,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
-	"github.com/atlas-platform/atlas-operator/internal/flagenv"
 )
-
-// Flag names of the consumer.
-const (
-	FlagTopic           = "topic"
-	FlagGroup           = "group"
-	FlagDeadLetterTopic = "dead-letter-topic"
-	FlagStartOffset     = "start-offset"
-	FlagBatchSize       = "batch-size"
-	FlagBatchWait       = "batch-wait"
-	FlagMaxEventBytes   = "max-event-bytes"
-	FlagShutdownTimeout = "shutdown-timeout"
-	FlagSessionTimeout  = "session-timeout"
-	FlagMigrate         = "migrate"
-	FlagLogLevel        = "log-level"
-	FlagHealthAddr      = "health-addr"
-	FlagPostgresWriters = "postgres-writers"
-)
-
-// EnvPostgresDSN holds the Postgres connection string. It has no flag on purpose: a
-// DSN carries a password, and flags show up in process listings. It is never logged.
-const EnvPostgresDSN = flagenv.Prefix + "POSTGRES_DSN"
-
-// Defaults.
-const (
-	DefaultBatchSize       = 2000
-	DefaultBatchWait       = 100 * time.Millisecond
-	DefaultMaxEventBytes   = 1 << 20
-	DefaultShutdownTimeout = 25 * time.Second
-	DefaultHealthAddr      = ":8080"
-	// HealthPort is the port of DefaultHealthAddr (metrics, /healthz, /readyz).
-	HealthPort = 8080
-)
-
-// DefaultGroup is the consumer group of a mode when none is given: "atlas-audit".
-func DefaultGroup(mode string) string { return "atlas-" + mode }
-
-// DeadLetterTopicFor is the default dead-letter topic of a topic: "<topic>.dlq".
-func DeadLetterTopicFor(topic string) string { return topic + ".dlq" }
 
 // Consumer is the configuration of one consumer process.
 type Consumer struct {
@@ -71,30 +32,30 @@ func (c *Consumer) AddFlags(fs *pflag.FlagSet, mode string) {
 	c.Mode = mode
 	r := &c.Runner
 	r.Kafka.AddFlags(fs, "atlas-"+mode)
-	fs.StringVar(&r.Topic, FlagTopic, event.Topic, "topic to consume")
-	fs.StringVar(&r.Group, FlagGroup, DefaultGroup(mode), "Kafka consumer group")
-	fs.StringVar(&r.DeadLetterTopic, FlagDeadLetterTopic, "", "topic for records that can never be processed (default <topic>.dlq)")
-	fs.StringVar(&r.StartOffset, FlagStartOffset, "earliest", "where a group without committed offsets starts: earliest or latest")
-	fs.IntVar(&r.BatchSize, FlagBatchSize, DefaultBatchSize, "maximum records per batch")
-	fs.DurationVar(&r.BatchWait, FlagBatchWait, DefaultBatchWait, "maximum time to wait for a batch to fill once its first record arrived")
-	fs.IntVar(&r.MaxEventBytes, FlagMaxEventBytes, DefaultMaxEventBytes, "larger record values are dead-lettered")
-	fs.DurationVar(&r.ShutdownTimeout, FlagShutdownTimeout, DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
-	fs.DurationVar(&r.SessionTimeout, FlagSessionTimeout, 45*time.Second, "group session timeout: how long the broker waits for a silent (crashed) member before giving its partitions away")
-	fs.IntVar(&c.PostgresWriters, FlagPostgresWriters, 2, "audit: concurrent COPY streams per batch (Postgres inserts on one core per stream)")
-	fs.BoolVar(&c.Migrate, FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
-	fs.StringVar(&c.LogLevel, FlagLogLevel, "info", "log level: debug, info, warn or error")
-	fs.StringVar(&c.HealthAddr, FlagHealthAddr, DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")
+	fs.StringVar(&r.Topic, names.FlagTopic, names.Topic, "topic to consume")
+	fs.StringVar(&r.Group, names.FlagGroup, names.DefaultGroup(mode), "Kafka consumer group")
+	fs.StringVar(&r.DeadLetterTopic, names.FlagDeadLetterTopic, "", "topic for records that can never be processed (default <topic>.dlq)")
+	fs.StringVar(&r.StartOffset, names.FlagStartOffset, "earliest", "where a group without committed offsets starts: earliest or latest")
+	fs.IntVar(&r.BatchSize, names.FlagBatchSize, names.DefaultBatchSize, "maximum records per batch")
+	fs.DurationVar(&r.BatchWait, names.FlagBatchWait, names.DefaultBatchWait, "maximum time to wait for a batch to fill once its first record arrived")
+	fs.IntVar(&r.MaxEventBytes, names.FlagMaxEventBytes, names.DefaultMaxEventBytes, "larger record values are dead-lettered")
+	fs.DurationVar(&r.ShutdownTimeout, names.FlagShutdownTimeout, names.DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
+	fs.DurationVar(&r.SessionTimeout, names.FlagSessionTimeout, 45*time.Second, "group session timeout: how long the broker waits for a silent (crashed) member before giving its partitions away")
+	fs.IntVar(&c.PostgresWriters, names.FlagPostgresWriters, 2, "audit: concurrent COPY streams per batch (Postgres inserts on one core per stream)")
+	fs.BoolVar(&c.Migrate, names.FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
+	fs.StringVar(&c.LogLevel, names.FlagLogLevel, "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.HealthAddr, names.FlagHealthAddr, names.DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")
 }
 
 // Complete fills derived defaults and validates everything.
 func (c *Consumer) Complete() error {
 	if c.Runner.DeadLetterTopic == "" {
-		c.Runner.DeadLetterTopic = DeadLetterTopicFor(c.Runner.Topic)
+		c.Runner.DeadLetterTopic = names.DeadLetterTopicFor(c.Runner.Topic)
 	}
 	c.Runner.Kafka.SASLMechanism = strings.ToUpper(c.Runner.Kafka.SASLMechanism)
 	errs := []error{c.Runner.Validate()}
 	if c.PostgresWriters < 1 {
-		errs = append(errs, fmt.Errorf("--%s must be at least 1", FlagPostgresWriters))
+		errs = append(errs, fmt.Errorf("--%s must be at least 1", names.FlagPostgresWriters))
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
@@ -106,40 +67,10 @@ func (c *Consumer) Complete() error {
 func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("--%s %q: want debug, info, warn or error", FlagLogLevel, s)
+		return 0, fmt.Errorf("--%s %q: want debug, info, warn or error", names.FlagLogLevel, s)
 	}
 	return l, nil
 }
-
-// Flag names of the indexer's search server settings.
-const (
-	FlagElasticsearchAddresses  = "elasticsearch-addresses"
-	FlagElasticsearchIndex      = "elasticsearch-index"
-	FlagElasticsearchOpenSearch = "elasticsearch-opensearch"
-	FlagProcessedRetention      = "processed-retention"
-	FlagBulkConcurrency         = "bulk-concurrency"
-	FlagBulkTimeout             = "bulk-timeout"
-	FlagMaxReadAge              = "max-read-age"
-	FlagItemMissingTimeout      = "item-missing-timeout"
-)
-
-// Search server credentials come from the environment only, like the Postgres DSN.
-const (
-	EnvElasticsearchUsername = flagenv.Prefix + "ELASTICSEARCH_USERNAME"
-	EnvElasticsearchPassword = flagenv.Prefix + "ELASTICSEARCH_PASSWORD"
-	EnvElasticsearchAPIKey   = flagenv.Prefix + "ELASTICSEARCH_API_KEY"
-)
-
-// DefaultIndexAlias is the alias the indexer writes item documents to.
-const DefaultIndexAlias = "atlas-items"
-
-// Defaults of the indexer's timing flags. DefaultMaxReadAge + DefaultBulkTimeout stays
-// below index.gc_deletes' default of 60s (see indexer.Config.MaxReadAge).
-const (
-	DefaultBulkTimeout        = 30 * time.Second
-	DefaultMaxReadAge         = 15 * time.Second
-	DefaultItemMissingTimeout = 30 * time.Second
-)
 
 // Search is the indexer's search server configuration.
 type Search struct {
@@ -157,35 +88,35 @@ type Search struct {
 
 // AddFlags registers the search server flags on fs.
 func (s *Search) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&s.Addresses, FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+EnvElasticsearchUsername+"/"+EnvElasticsearchPassword+" or "+EnvElasticsearchAPIKey)
-	fs.StringVar(&s.Index, FlagElasticsearchIndex, DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
-	fs.BoolVar(&s.OpenSearch, FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
-	fs.IntVar(&s.BulkConcurrency, FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
-	fs.DurationVar(&s.Retention, FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered (per index and group) to drop redeliveries")
-	fs.DurationVar(&s.BulkTimeout, FlagBulkTimeout, DefaultBulkTimeout, "time allowed for one bulk request")
-	fs.DurationVar(&s.MaxReadAge, FlagMaxReadAge, DefaultMaxReadAge, "items read longer ago are read again before they are written; with --"+FlagBulkTimeout+" keep it below the index's index.gc_deletes (60s by default)")
-	fs.DurationVar(&s.ItemMissingTimeout, FlagItemMissingTimeout, DefaultItemMissingTimeout, "how long an ItemCreated/ItemUpdated event waits for its item's row before it is dead-lettered as item-missing")
+	fs.StringSliceVar(&s.Addresses, names.FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+names.EnvElasticsearchUsername+"/"+names.EnvElasticsearchPassword+" or "+names.EnvElasticsearchAPIKey)
+	fs.StringVar(&s.Index, names.FlagElasticsearchIndex, names.DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
+	fs.BoolVar(&s.OpenSearch, names.FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
+	fs.IntVar(&s.BulkConcurrency, names.FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
+	fs.DurationVar(&s.Retention, names.FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered (per index and group) to drop redeliveries")
+	fs.DurationVar(&s.BulkTimeout, names.FlagBulkTimeout, names.DefaultBulkTimeout, "time allowed for one bulk request")
+	fs.DurationVar(&s.MaxReadAge, names.FlagMaxReadAge, names.DefaultMaxReadAge, "items read longer ago are read again before they are written; with --"+names.FlagBulkTimeout+" keep it below the index's index.gc_deletes (60s by default)")
+	fs.DurationVar(&s.ItemMissingTimeout, names.FlagItemMissingTimeout, names.DefaultItemMissingTimeout, "how long an ItemCreated/ItemUpdated event waits for its item's row before it is dead-lettered as item-missing")
 }
 
 // Validate reports every problem of the search configuration.
 func (s Search) Validate() error {
 	var errs []error
 	if len(s.Addresses) == 0 {
-		errs = append(errs, fmt.Errorf("--%s is empty", FlagElasticsearchAddresses))
+		errs = append(errs, fmt.Errorf("--%s is empty", names.FlagElasticsearchAddresses))
 	}
 	if s.Index == "" {
-		errs = append(errs, fmt.Errorf("--%s is empty", FlagElasticsearchIndex))
+		errs = append(errs, fmt.Errorf("--%s is empty", names.FlagElasticsearchIndex))
 	}
 	if s.BulkConcurrency < 1 {
-		errs = append(errs, fmt.Errorf("--%s must be at least 1", FlagBulkConcurrency))
+		errs = append(errs, fmt.Errorf("--%s must be at least 1", names.FlagBulkConcurrency))
 	}
 	if s.Retention < 0 {
-		errs = append(errs, fmt.Errorf("--%s must not be negative", FlagProcessedRetention))
+		errs = append(errs, fmt.Errorf("--%s must not be negative", names.FlagProcessedRetention))
 	}
 	for _, d := range []struct {
 		flag  string
 		value time.Duration
-	}{{FlagBulkTimeout, s.BulkTimeout}, {FlagMaxReadAge, s.MaxReadAge}, {FlagItemMissingTimeout, s.ItemMissingTimeout}} {
+	}{{names.FlagBulkTimeout, s.BulkTimeout}, {names.FlagMaxReadAge, s.MaxReadAge}, {names.FlagItemMissingTimeout, s.ItemMissingTimeout}} {
 		if d.value <= 0 {
 			errs = append(errs, fmt.Errorf("--%s %s: must be positive", d.flag, d.value))
 		}

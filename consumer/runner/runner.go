@@ -63,12 +63,12 @@ type Sink interface {
 	Apply(ctx context.Context, msgs []Message) ([]Rejection, error)
 }
 
-// Preparer is a Sink that does a batch's read-only work ahead of time: Prepare runs
-// while the previous batch is being applied, and ApplyPrepared starts from its result
+// ReadAheadSink is a Sink that does a batch's read-only work ahead of time: ReadAhead
+// runs while the previous batch is being applied, and ApplyReadAhead starts from its result
 // (nil when it failed). Retries of a failed batch use Apply.
-type Preparer interface {
-	Prepare(ctx context.Context, msgs []Message) any
-	ApplyPrepared(ctx context.Context, msgs []Message, prepared any) ([]Rejection, error)
+type ReadAheadSink interface {
+	ReadAhead(ctx context.Context, msgs []Message) any
+	ApplyReadAhead(ctx context.Context, msgs []Message, readAhead any) ([]Rejection, error)
 }
 
 // DependencyError says which dependency a sink failure came from, when a sink has more
@@ -393,14 +393,14 @@ type batch struct {
 	records  []*kgo.Record
 	msgs     []Message
 	rejected []Rejection
-	// prepared is the sink's work done ahead (Preparer).
-	prepared any
-	start    time.Time
-	decode   time.Duration
+	// readAhead is the sink's work done ahead (ReadAheadSink).
+	readAhead any
+	start     time.Time
+	decode    time.Duration
 }
 
 // loop runs the two-stage pipeline: while one batch is applied and committed (finish),
-// the next one is polled and decoded (prepare). Rebalances stay blocked while anything
+// the next one is polled and decoded (decodeBatch). Rebalances stay blocked while anything
 // is in flight; when franz-go signals a waiting rebalance, the pipeline drains and
 // allows it. It returns an error only when work ended with a batch unfinished.
 func (r *Runner) loop(ctx, work context.Context) error {
@@ -415,7 +415,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 				r.client.AllowRebalance()
 				continue
 			}
-			cur = r.prepare(ctx, records)
+			cur = r.decodeBatch(ctx, records)
 		}
 		errc := make(chan error, 1)
 		finished := make(chan struct{})
@@ -434,7 +434,7 @@ func (r *Runner) loop(ctx, work context.Context) error {
 				}
 			}()
 			if records := r.poll(pctx, false); len(records) > 0 {
-				next = r.prepare(ctx, records)
+				next = r.decodeBatch(ctx, records)
 			}
 			cancel()
 		}
@@ -453,14 +453,14 @@ func (r *Runner) loop(ctx, work context.Context) error {
 	}
 }
 
-// prepare decodes a polled batch and lets a Preparer sink start on it.
-func (r *Runner) prepare(ctx context.Context, records []*kgo.Record) *batch {
+// decodeBatch decodes a polled batch and lets a ReadAheadSink start on it.
+func (r *Runner) decodeBatch(ctx context.Context, records []*kgo.Record) *batch {
 	b := &batch{records: records, start: time.Now()}
 	r.metrics.Consumed.Add(float64(len(records)))
 	r.metrics.BatchSize.Observe(float64(len(records)))
-	b.msgs, b.rejected = r.classify(records)
-	if p, ok := r.sink.(Preparer); ok && len(b.msgs) > 0 {
-		b.prepared = p.Prepare(ctx, b.msgs)
+	b.msgs, b.rejected = r.decodeRecords(records)
+	if p, ok := r.sink.(ReadAheadSink); ok && len(b.msgs) > 0 {
+		b.readAhead = p.ReadAhead(ctx, b.msgs)
 	}
 	b.decode = time.Since(b.start)
 	return b
@@ -482,13 +482,13 @@ func (r *Runner) finish(ctx context.Context, b *batch) error {
 			failing[dep] = true
 			r.onRetry(dep)(attempt, err, wait)
 		}
-		prepared := b.prepared
+		readAhead := b.readAhead
 		err := backoff.Retry(ctx, r.cfg.Backoff, onRetry, func(ctx context.Context) error {
 			var rj []Rejection
 			var err error
-			if p, ok := r.sink.(Preparer); ok && prepared != nil {
-				rj, err = p.ApplyPrepared(ctx, b.msgs, prepared)
-				prepared = nil // a retry starts over
+			if p, ok := r.sink.(ReadAheadSink); ok && readAhead != nil {
+				rj, err = p.ApplyReadAhead(ctx, b.msgs, readAhead)
+				readAhead = nil // a retry starts over
 			} else {
 				rj, err = r.sink.Apply(ctx, b.msgs)
 			}
@@ -521,8 +521,8 @@ func (r *Runner) finish(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// classify decodes the records into valid messages and rejections.
-func (r *Runner) classify(records []*kgo.Record) ([]Message, []Rejection) {
+// decodeRecords decodes the records into valid messages and rejections.
+func (r *Runner) decodeRecords(records []*kgo.Record) ([]Message, []Rejection) {
 	msgs := make([]Message, 0, len(records))
 	var rejected []Rejection
 	for _, rec := range records {

@@ -11,8 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
-	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/internal/flagenv"
 )
 
@@ -21,7 +20,7 @@ const (
 	ConsumerContainer = "consumer"
 	MigrateContainer  = "migrate"
 	MetricsPortName   = "http-metrics"
-	MetricsPort       = options.HealthPort
+	MetricsPort       = names.HealthPort
 
 	kafkaTLSVolume = "kafka-tls"
 	kafkaTLSDir    = "/etc/atlas/kafka-tls"
@@ -35,7 +34,7 @@ const (
 
 // gracePeriod leaves the consumer its shutdown timeout to finish and commit the batch
 // in flight, and some seconds to leave the group.
-var gracePeriod = int64((options.DefaultShutdownTimeout + 10*time.Second) / time.Second)
+var gracePeriod = int64((names.DefaultShutdownTimeout + 10*time.Second) / time.Second)
 
 // Deployment is the consumer Deployment: `atlas consume <mode>` configured from the
 // spec through environment variables, Secret values as valueFrom references only, with
@@ -142,8 +141,8 @@ func migrateContainer(ac *atlasv1alpha1.AtlasConsumer, cfg Config) corev1.Contai
 		ImagePullPolicy: ac.Spec.ImagePullPolicy,
 		Args:            []string{"migrate", "up"},
 		Env: []corev1.EnvVar{
-			secretEnv(options.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef),
-			value(options.FlagLogLevel, logLevel(ac)),
+			secretEnv(names.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef),
+			value(names.FlagLogLevel, logLevel(ac)),
 		},
 		Resources:       ac.Spec.Resources,
 		SecurityContext: containerSecurity(),
@@ -162,46 +161,46 @@ func logLevel(ac *atlasv1alpha1.AtlasConsumer) string {
 func ConsumerEnv(ac *atlasv1alpha1.AtlasConsumer) []corev1.EnvVar {
 	k := ac.Spec.Kafka
 	env := []corev1.EnvVar{
-		value(kafkaconn.FlagBrokers, joinComma(k.BootstrapServers)),
-		{Name: flagenv.Name(kafkaconn.FlagClientID), ValueFrom: &corev1.EnvVarSource{
+		value(names.FlagKafkaBrokers, joinComma(k.BootstrapServers)),
+		{Name: flagenv.Name(names.FlagKafkaClientID), ValueFrom: &corev1.EnvVarSource{
 			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
-		value(options.FlagTopic, Topic(ac)),
-		value(options.FlagGroup, GroupID(ac)),
-		value(options.FlagStartOffset, startOffset(ac)),
+		value(names.FlagTopic, Topic(ac)),
+		value(names.FlagGroup, GroupID(ac)),
+		value(names.FlagStartOffset, startOffset(ac)),
 	}
 	if k.DeadLetterTopic != "" {
-		env = append(env, value(options.FlagDeadLetterTopic, k.DeadLetterTopic))
+		env = append(env, value(names.FlagDeadLetterTopic, k.DeadLetterTopic))
 	}
 	if tls := k.TLS; tls != nil {
-		env = append(env, value(kafkaconn.FlagTLS, "true"))
+		env = append(env, value(names.FlagKafkaTLS, "true"))
 		if tls.CASecretRef != nil {
-			env = append(env, value(kafkaconn.FlagTLSCAFile, kafkaTLSDir+"/ca.crt"))
+			env = append(env, value(names.FlagKafkaTLSCAFile, kafkaTLSDir+"/ca.crt"))
 		}
 		if tls.CertSecretRef != nil {
-			env = append(env, value(kafkaconn.FlagTLSCertFile, kafkaTLSDir+"/tls.crt"),
-				value(kafkaconn.FlagTLSKeyFile, kafkaTLSDir+"/tls.key"))
+			env = append(env, value(names.FlagKafkaTLSCertFile, kafkaTLSDir+"/tls.crt"),
+				value(names.FlagKafkaTLSKeyFile, kafkaTLSDir+"/tls.key"))
 		}
 	}
 	if sasl := k.SASL; sasl != nil {
 		env = append(env,
-			value(kafkaconn.FlagSASLMechanism, string(sasl.Mechanism)),
-			secretEnv(flagenv.Name(kafkaconn.FlagSASLUsername), &sasl.UsernameSecretRef),
-			secretEnv(flagenv.Name(kafkaconn.FlagSASLPassword), &sasl.PasswordSecretRef))
+			value(names.FlagKafkaSASLMechanism, string(sasl.Mechanism)),
+			secretEnv(flagenv.Name(names.FlagKafkaSASLUsername), &sasl.UsernameSecretRef),
+			secretEnv(flagenv.Name(names.FlagKafkaSASLPassword), &sasl.PasswordSecretRef))
 	}
-	env = append(env, secretEnv(options.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef))
+	env = append(env, secretEnv(names.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef))
 	if es := ac.Spec.Elasticsearch; es != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
-		env = append(env, value(options.FlagElasticsearchAddresses, joinComma(es.Addresses)))
+		env = append(env, value(names.FlagElasticsearchAddresses, joinComma(es.Addresses)))
 		if es.Index != "" {
-			env = append(env, value(options.FlagElasticsearchIndex, es.Index))
+			env = append(env, value(names.FlagElasticsearchIndex, es.Index))
 		}
 		if es.OpenSearch {
-			env = append(env, value(options.FlagElasticsearchOpenSearch, "true"))
+			env = append(env, value(names.FlagElasticsearchOpenSearch, "true"))
 		}
 		if ref := es.CredentialsSecretRef; ref != nil {
 			for _, kv := range [][2]string{
-				{options.EnvElasticsearchUsername, ElasticsearchUsernameKey},
-				{options.EnvElasticsearchPassword, ElasticsearchPasswordKey},
-				{options.EnvElasticsearchAPIKey, ElasticsearchAPIKeyKey},
+				{names.EnvElasticsearchUsername, ElasticsearchUsernameKey},
+				{names.EnvElasticsearchPassword, ElasticsearchPasswordKey},
+				{names.EnvElasticsearchAPIKey, ElasticsearchAPIKeyKey},
 			} {
 				env = append(env, secretEnv(kv[0], &corev1.SecretKeySelector{
 					LocalObjectReference: *ref, Key: kv[1], Optional: ptr.To(true)}))
@@ -209,15 +208,15 @@ func ConsumerEnv(ac *atlasv1alpha1.AtlasConsumer) []corev1.EnvVar {
 		}
 	}
 	if b := ac.Spec.Batch; b.Size != nil {
-		env = append(env, value(options.FlagBatchSize, itoa(*b.Size)))
+		env = append(env, value(names.FlagBatchSize, itoa(*b.Size)))
 	}
 	if b := ac.Spec.Batch; b.MaxWait != nil {
-		env = append(env, value(options.FlagBatchWait, b.MaxWait.Duration.String()))
+		env = append(env, value(names.FlagBatchWait, b.MaxWait.Duration.String()))
 	}
 	env = append(env,
-		value(options.FlagLogLevel, logLevel(ac)),
-		value(options.FlagHealthAddr, options.DefaultHealthAddr),
-		value(options.FlagShutdownTimeout, options.DefaultShutdownTimeout.String()),
+		value(names.FlagLogLevel, logLevel(ac)),
+		value(names.FlagHealthAddr, names.DefaultHealthAddr),
+		value(names.FlagShutdownTimeout, names.DefaultShutdownTimeout.String()),
 	)
 	return env
 }

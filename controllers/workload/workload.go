@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 )
 
 // Labels every object of a consumer carries.
@@ -67,7 +68,7 @@ func Topic(ac *atlasv1alpha1.AtlasConsumer) string {
 	if ac.Spec.Kafka.Topic != "" {
 		return ac.Spec.Kafka.Topic
 	}
-	return atlasv1alpha1.DefaultTopic
+	return names.Topic
 }
 
 // StartEarliest says whether a group without commits starts at the earliest offset.

@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 )
 
 func consumer(edit func(*atlasv1alpha1.AtlasConsumer)) *atlasv1alpha1.AtlasConsumer {
@@ -43,7 +44,7 @@ func TestReplicasFromSpec(t *testing.T) {
 
 func TestGroupAndTopicDefaults(t *testing.T) {
 	ac := consumer(nil)
-	if GroupID(ac) != "atlas.prod.audit" || Topic(ac) != atlasv1alpha1.DefaultTopic || !StartEarliest(ac) {
+	if GroupID(ac) != "atlas.prod.audit" || Topic(ac) != names.Topic || !StartEarliest(ac) {
 		t.Fatalf("defaults: group %q topic %q earliest %t", GroupID(ac), Topic(ac), StartEarliest(ac))
 	}
 	ac = consumer(func(a *atlasv1alpha1.AtlasConsumer) {

@@ -52,12 +52,6 @@ func Permanent(err error) error {
 	return permanent{err}
 }
 
-// IsPermanent reports whether err was marked with Permanent.
-func IsPermanent(err error) bool {
-	var p permanent
-	return errors.As(err, &p)
-}
-
 // Retry calls op until it returns nil or a Permanent error, or ctx ends. Before each
 // wait it calls onRetry (when not nil) with the attempt number, the error and the
 // wait, so callers can log, count and report readiness. It returns op's last error

@@ -15,6 +15,7 @@ import (
 
 	"github.com/atlas-platform/atlas-operator/consumer/audit"
 	"github.com/atlas-platform/atlas-operator/consumer/indexer"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/consumer/observe"
 	"github.com/atlas-platform/atlas-operator/consumer/options"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
@@ -36,7 +37,7 @@ table audit_events (deduplicated by event_id). Records that are not valid envelo
 the dead-letter topic with the reason. Offsets are committed only after the batch is in
 Postgres (or dead-lettered).
 
-The database is given by the ` + options.EnvPostgresDSN + ` environment variable (never logged).`,
+The database is given by the ` + names.EnvPostgresDSN + ` environment variable (never logged).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runConsumer(cmd.Context(), &auditOpts, func(_ context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, _ *observe.Readiness) (runner.Sink, error) {
@@ -58,8 +59,8 @@ header. Applied event ids are recorded per target (the index behind the alias, a
 consumer group) in indexer_applied_events, after the write: a new index or a new group
 rebuilds from the topic.
 
-The database is given by ` + options.EnvPostgresDSN + `; search credentials by
-` + options.EnvElasticsearchUsername + `/` + options.EnvElasticsearchPassword + ` or ` + options.EnvElasticsearchAPIKey + `.`,
+The database is given by ` + names.EnvPostgresDSN + `; search credentials by
+` + names.EnvElasticsearchUsername + `/` + names.EnvElasticsearchPassword + ` or ` + names.EnvElasticsearchAPIKey + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := search.Validate(); err != nil {
@@ -67,23 +68,14 @@ The database is given by ` + options.EnvPostgresDSN + `; search credentials by
 			}
 			indexerOpts.Runner.Skip = indexer.SkipRecord
 			return runConsumer(cmd.Context(), &indexerOpts, func(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) (runner.Sink, error) {
-				es, err := indexer.NewClient(indexer.ClientConfig{
+				es, err := indexer.Connect(ctx, indexer.ClientConfig{
 					Addresses: search.Addresses, OpenSearch: search.OpenSearch,
-					Username: os.Getenv(options.EnvElasticsearchUsername), Password: os.Getenv(options.EnvElasticsearchPassword),
-					APIKey: os.Getenv(options.EnvElasticsearchAPIKey),
-				})
+					Username: os.Getenv(names.EnvElasticsearchUsername), Password: os.Getenv(names.EnvElasticsearchPassword),
+					APIKey: os.Getenv(names.EnvElasticsearchAPIKey),
+				}, search.Index, search.BulkTimeout, indexerOpts.Runner.Backoff, log, m, ready)
 				if err != nil {
 					return nil, err
 				}
-				onRetry := logRetry(log, indexer.DependencySearch, ready, func(err error) error { return err })
-				if err := backoff.Retry(ctx, backoff.Default, onRetry, func(ctx context.Context) error {
-					ctx, cancel := context.WithTimeout(ctx, search.BulkTimeout)
-					defer cancel()
-					return indexer.EnsureIndex(ctx, es, search.Index)
-				}); err != nil {
-					return nil, err
-				}
-				ready.Set(indexer.DependencySearch, nil)
 				return indexer.NewSink(indexer.Config{
 					Alias: search.Index, Group: indexerOpts.Runner.Group, Retention: search.Retention,
 					BulkConcurrency: search.BulkConcurrency, BulkTimeout: search.BulkTimeout,
@@ -118,9 +110,9 @@ func runConsumer(ctx context.Context, opts *options.Consumer, newSink func(conte
 		return err
 	}
 	log = log.With("consumer", opts.Mode)
-	dsn := os.Getenv(options.EnvPostgresDSN)
+	dsn := os.Getenv(names.EnvPostgresDSN)
 	if dsn == "" {
-		return fmt.Errorf("%s is not set: give the Postgres connection string in the environment", options.EnvPostgresDSN)
+		return fmt.Errorf("%s is not set: give the Postgres connection string in the environment", names.EnvPostgresDSN)
 	}
 	metrics := observe.NewMetrics(opts.Mode)
 	ready := observe.NewReadiness()
@@ -193,7 +185,7 @@ func redactDSN(err error, dsn string) error {
 	if err == nil || dsn == "" || !strings.Contains(err.Error(), dsn) {
 		return err
 	}
-	return errors.New(strings.ReplaceAll(err.Error(), dsn, "$"+options.EnvPostgresDSN))
+	return errors.New(strings.ReplaceAll(err.Error(), dsn, "$"+names.EnvPostgresDSN))
 }
 
 // permanentIfRefused marks an error Postgres answered with (bad SQL, permissions) as

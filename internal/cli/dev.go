@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/internal/devkafka"
 )
 
@@ -43,7 +43,7 @@ func newDevKafkaCommand() *cobra.Command {
 	fs.StringVar(&cfg.Host, "host", "127.0.0.1", "address to listen on and advertise (the local node's pods reach the host at its bridge address, see hack/NODE.md)")
 	fs.IntVar(&cfg.Port, "port", 9092, "port to listen on (0 picks a free one)")
 	fs.Int32Var(&cfg.Partitions, "partitions", 6, "partitions of seeded and auto-created topics")
-	fs.StringSliceVar(&cfg.Topics, "topics", []string{event.Topic, event.Topic + ".dlq"}, "topics to create at start")
+	fs.StringSliceVar(&cfg.Topics, "topics", []string{names.Topic, names.Topic + ".dlq"}, "topics to create at start")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep the log on disk here (empty: memory only)")
 	return cmd
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/internal/backoff"
 	"github.com/atlas-platform/atlas-operator/migrations"
 )
@@ -19,14 +19,14 @@ func newMigrateCommand() *cobra.Command {
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Apply or inspect the database migrations (database from " + options.EnvPostgresDSN + ")",
+		Short: "Apply or inspect the database migrations (database from " + names.EnvPostgresDSN + ")",
 	}
 	cmd.PersistentFlags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for Postgres (and for the migration lock)")
-	cmd.PersistentFlags().StringVar(&logLevel, options.FlagLogLevel, "info", "log level: debug, info, warn or error")
+	cmd.PersistentFlags().StringVar(&logLevel, names.FlagLogLevel, "info", "log level: debug, info, warn or error")
 	withMigrator := func(ctx context.Context, fn func(context.Context, *migrations.Migrator) error) error {
-		dsn := os.Getenv(options.EnvPostgresDSN)
+		dsn := os.Getenv(names.EnvPostgresDSN)
 		if dsn == "" {
-			return fmt.Errorf("%s is not set: give the Postgres connection string in the environment", options.EnvPostgresDSN)
+			return fmt.Errorf("%s is not set: give the Postgres connection string in the environment", names.EnvPostgresDSN)
 		}
 		log, err := newLogger(logLevel)
 		if err != nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/consumer/eventgen"
 	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/internal/itemwriter"
 )
 
@@ -53,7 +53,7 @@ is sent for it; the command then exits with status 2.
 With --generate N, publishes N realistic synthetic events (collections, memberships, items
 with title/content/source_url, updates and deletes, jobs), at most --rate events/s. With
 --apply-items it also plays the Atlas API's part: each item change is written to the items
-table of ` + options.EnvPostgresDSN + ` (migrated) before its event is published, so the
+table of ` + names.EnvPostgresDSN + ` (migrated) before its event is published, so the
 indexer finds the state the event announces.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -78,9 +78,9 @@ indexer finds the state the event announces.`,
 				if cfg.Generate == 0 {
 					return errors.New("--apply-items goes with --generate")
 				}
-				dsn := os.Getenv(options.EnvPostgresDSN)
+				dsn := os.Getenv(names.EnvPostgresDSN)
 				if dsn == "" {
-					return fmt.Errorf("--apply-items: %s is not set: give the Postgres connection string in the environment", options.EnvPostgresDSN)
+					return fmt.Errorf("--apply-items: %s is not set: give the Postgres connection string in the environment", names.EnvPostgresDSN)
 				}
 				pool, err := pgxpool.New(cmd.Context(), dsn)
 				if err != nil {
@@ -106,13 +106,13 @@ indexer finds the state the event announces.`,
 	}
 	fs := cmd.Flags()
 	cfg.Kafka.AddFlags(fs, "atlas-produce")
-	fs.StringVar(&cfg.Topic, "topic", event.Topic, "topic to publish to")
+	fs.StringVar(&cfg.Topic, "topic", names.Topic, "topic to publish to")
 	fs.StringVarP(&cfg.File, "file", "f", "-", "JSON-lines file of envelopes ('-' = stdin)")
 	fs.IntVar(&cfg.Generate, "generate", 0, "generate and publish N synthetic events instead of reading input")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "maximum events per second when generating (0 = as fast as possible)")
 	fs.Uint64Var(&cfg.Seed, "seed", uint64(time.Now().UnixNano()), "random seed of the generator")
 	fs.StringVar(&cfg.Progress, "progress", "auto", "progress bar: auto (on a terminal), always or never")
-	fs.BoolVar(&cfg.ApplyItems, "apply-items", false, "with --generate: write item changes to the items table ("+options.EnvPostgresDSN+") before publishing them, as the Atlas API does")
+	fs.BoolVar(&cfg.ApplyItems, "apply-items", false, "with --generate: write item changes to the items table ("+names.EnvPostgresDSN+") before publishing them, as the Atlas API does")
 	return cmd
 }
 

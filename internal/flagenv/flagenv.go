@@ -7,19 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 )
 
-// Prefix starts every environment variable name.
-const Prefix = "ATLAS_"
-
 // Name returns the environment variable that backs the flag: "kafka-brokers" ->
-// "ATLAS_KAFKA_BROKERS".
-func Name(flag string) string {
-	return Prefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
+// "ATLAS_KAFKA_BROKERS" (names.EnvName, which the operator builds pods with).
+func Name(flag string) string { return names.EnvName(flag) }
 
 // Apply sets every flag of fs that was not given on the command line from its
 // environment variable, when that variable is set. A flag given explicitly wins. Every

@@ -27,7 +27,7 @@ import (
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/consumer/eventgen"
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
@@ -45,7 +45,7 @@ func newSetup(t testing.TB, partitions int32, topicConfigs ...string) *setup {
 	t.Helper()
 	s := &setup{brokers: infra.KafkaBrokers(t)}
 	s.topic = infra.NewTopic(t, partitions, topicConfigs...)
-	s.dlq = options.DeadLetterTopicFor(s.topic)
+	s.dlq = names.DeadLetterTopicFor(s.topic)
 	infra.CreateTopic(t, s.dlq, 1)
 	s.dsn = infra.NewDatabase(t)
 	s.pool = newPool(t, s.dsn)
@@ -92,7 +92,7 @@ func (s *setup) startMode(t testing.TB, mode, name, group string, extra ...strin
 			"--migrate", "--batch-wait", "20ms", "--shutdown-timeout", "10s",
 			// the broker's minimum: a SIGKILLed member's partitions move on after 6s, not 45s
 			"--session-timeout", "6s"}, extra...),
-		env:  append(os.Environ(), options.EnvPostgresDSN+"="+s.dsn),
+		env:  append(os.Environ(), names.EnvPostgresDSN+"="+s.dsn),
 		logs: filepath.Join(t.TempDir(), name+".log"),
 	}
 	p.start()

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
@@ -21,7 +21,7 @@ func TestReadinessNamesWhatIsMissing(t *testing.T) {
 		t.Parallel()
 		s := newSetup(t, 1)
 		s.topic = strings.ReplaceAll(infra.UniqueName(t, "absent", 100), "_", ".")
-		s.dlq = options.DeadLetterTopicFor(s.topic)
+		s.dlq = names.DeadLetterTopicFor(s.topic)
 		infra.CreateTopic(t, s.dlq, 1)
 		c := s.startConsumer(t, "audit", infra.NewGroup(t))
 		why := c.watchNotReadyBecause(30*time.Second, "topic "+s.topic+" unavailable")
@@ -63,7 +63,7 @@ func TestReadinessNamesWhatIsMissing(t *testing.T) {
 		s := newSetup(t, 1)
 		c := s.startConsumer(t, "audit", infra.NewGroup(t))
 		c.kill()
-		c.env = append(os.Environ(), options.EnvPostgresDSN+"=postgres://atlas@no-such-host.invalid:5432/atlas?connect_timeout=2")
+		c.env = append(os.Environ(), names.EnvPostgresDSN+"=postgres://atlas@no-such-host.invalid:5432/atlas?connect_timeout=2")
 		c.restart()
 		why := c.watchNotReadyBecause(30*time.Second, "postgres unavailable")
 		if why == "" {

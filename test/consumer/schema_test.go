@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/atlas-platform/atlas-operator/consumer/options"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
@@ -15,7 +15,7 @@ import (
 func TestAuditRefusesOutOfDateSchema(t *testing.T) {
 	t.Parallel()
 	dsn := infra.NewDatabase(t)
-	env := append(os.Environ(), options.EnvPostgresDSN+"="+dsn)
+	env := append(os.Environ(), names.EnvPostgresDSN+"="+dsn)
 	run := func(args ...string) (string, int) {
 		cmd := exec.Command(atlasBinary(t), args...)
 		cmd.Env = env

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 	"github.com/atlas-platform/atlas-operator/test/kube"
 )
@@ -45,7 +46,7 @@ func TestCRDSchema(t *testing.T) {
 		if err := env.Client.Create(ctx, &ac); err != nil {
 			t.Fatalf("sample %s rejected: %v", filepath.Base(path), err)
 		}
-		if ac.Spec.Kafka.Topic != atlasv1alpha1.DefaultTopic {
+		if ac.Spec.Kafka.Topic != names.Topic {
 			t.Errorf("%s: topic %q after defaulting", ac.Name, ac.Spec.Kafka.Topic)
 		}
 	}
