@@ -58,7 +58,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: ## Run every test against real Postgres, Kafka, OpenSearch and kube-apiserver (started and stopped by hack/test.sh).
+test: ## Run every test against real Postgres, Kafka, Elasticsearch, OpenSearch, kube-apiserver and a node (started and stopped by hack/test.sh).
 	bash hack/test.sh $(PKG)
 
 .PHONY: bench

@@ -2,7 +2,7 @@
 # `make demo`: the whole Atlas consumer system on this machine, shown working.
 #   hack/demo.sh        start a real single-node Kubernetes (hack/node.sh) with the project's
 #                       image on it, PostgreSQL (migrated), an embedded Kafka broker with the
-#                       events topic (6 partitions) and OpenSearch; install the operator from
+#                       events topic (6 partitions) and Elasticsearch 8; install the operator from
 #                       dist/install.yaml (a pod, as users run it); apply
 #                       config/samples (audit, and indexer with autoscaling), whose pods run on
 #                       the node; publish bursts of generated events and show live what
@@ -28,7 +28,7 @@ stop_all() {
     if [[ -f $f ]]; then stop_pid "$(cat "$f")" "$(basename "$f" .pid)" || true; rm -f "$f"; fi
   done
   hack/node.sh stop "$state/node" || log "the node did not stop cleanly: hack/node.sh stop $state/node"
-  hack/opensearch.sh stop "$state/opensearch" || true
+  hack/elasticsearch.sh stop "$state/elasticsearch" || true
   hack/postgres.sh stop "$state/postgres" || true
   return 0
 }
@@ -73,14 +73,14 @@ eval "$node_env"
 hack/node.sh load "$state/node" dist/atlas-image.tar
 host=$ATLAS_NODE_HOST_IP # the host as pods reach it
 
-log "3/6 PostgreSQL, Kafka (embedded, topic with 6 partitions) and OpenSearch, reachable from the pods at $host"
+log "3/6 PostgreSQL, Kafka (embedded, topic with 6 partitions) and Elasticsearch 8, reachable from the pods at $host"
 pg_url=$(hack/postgres.sh start "$state/postgres")
 kafka_port=$(free_port)
 # setsid: a Ctrl-C in the terminal reaches the live view (which then prints the summary),
 # not the servers it reads from; the EXIT trap stops them afterwards.
 setsid bin/atlas dev kafka --host "$host" --port "$kafka_port" --partitions 6 --data-dir "$state/kafka" >"$state/kafka.log" 2>&1 </dev/null &
 echo $! >"$state/kafka.pid"
-search_url=$(hack/opensearch.sh start "$state/opensearch")
+search_url=$(hack/elasticsearch.sh start "$state/elasticsearch")
 wait_port "$host" "$kafka_port" 30 || die "the embedded Kafka broker did not start: $(cat "$state/kafka.log")"
 brokers="$host:$kafka_port"
 
@@ -94,7 +94,7 @@ ATLAS_POSTGRES_DSN="$pg_url" bin/atlas migrate up --log-level warn
 log "5/6 config/samples, with this machine's addresses, in namespace $namespace"
 "$kubectl" create namespace "$namespace" >/dev/null
 "$kubectl" -n "$namespace" create secret generic atlas-postgres --from-literal=dsn="${pg_url/127.0.0.1/$host}" >/dev/null
-"$kubectl" -n "$namespace" create secret generic atlas-search >/dev/null # this OpenSearch runs without security
+"$kubectl" -n "$namespace" create secret generic atlas-search >/dev/null # this Elasticsearch runs without security
 mkdir -p "$state/samples"
 cp config/samples/events_v1alpha1_atlasconsumer_*.yaml "$state/samples/"
 cat >"$state/samples/kustomization.yaml" <<KUSTOMIZE
@@ -111,7 +111,6 @@ patches:
 - target: {kind: AtlasConsumer, name: indexer}
   patch: |-
     - {op: replace, path: /spec/elasticsearch/addresses, value: ["${search_url/127.0.0.1/$host}"]}
-    - {op: add, path: /spec/elasticsearch/openSearch, value: true}
     - {op: replace, path: /spec/autoscaling/lagPerReplica, value: 2000}
     - {op: replace, path: /spec/autoscaling/pollInterval, value: 5s}
     - {op: replace, path: /spec/autoscaling/scaleDownStabilization, value: 30s}
@@ -127,7 +126,7 @@ cat <<REPORT
     Kubernetes  $("$kubectl" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), node $("$kubectl" get nodes -o name | cut -d/ -f2); export KUBECONFIG=$KUBECONFIG
     PostgreSQL  $pg_url
     Kafka       $brokers (embedded), topic atlas.domain-events.v1
-    OpenSearch  $search_url
+    search      $search_url (Elasticsearch 8.19, no security)
     operator    kubectl -n atlas-system logs deploy/atlas-controller-manager (metrics: https, port 8443 of
                 service atlas-controller-manager-metrics-service, for the atlas-metrics-reader role)
 

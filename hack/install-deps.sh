@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs the system packages the test stack and the local demo need, when absent:
-# PostgreSQL server binaries, a Java 17 runtime and Maven (for Apache Kafka and
-# OpenSearch from Maven Central), curl, python3, git and kcat. Debian/Ubuntu (apt); as root, or with sudo.
+# PostgreSQL server binaries, a Java 17 JDK and Maven (for Apache Kafka, Elasticsearch and
+# OpenSearch from Maven Central; javac builds Elasticsearch's atlas-http module), curl, python3,
+# git and kcat. Debian/Ubuntu (apt); as root, or with sudo. OpenSearch 3.x needs Java 21 or newer,
+# which Debian 12 does not package: hack/opensearch.sh finds a JDK under /usr/lib/jvm (these
+# machines have Temurin 25) or $ATLAS_JAVA_HOME, and says so when there is none.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)

@@ -57,6 +57,72 @@ POM
   touch "$dest/.complete"
 }
 
+# java_home_version HOME: the Java feature version (17, 25, ...) of HOME/bin/java, or nothing.
+java_home_version() {
+  [[ -x $1/bin/java ]] || return 0
+  "$1/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java\.specification\.version = //p'
+}
+
+# java_at_least MIN WHAT [jdk]: prints the first java executable of version MIN or newer among
+# $ATLAS_JAVA_HOME, the `java` on PATH, $JAVA_HOME and the JDKs under /usr/lib/jvm (Temurin
+# first), with javac beside it when "jdk" is given; fails saying WHAT needs it when there is none.
+java_at_least() {
+  local min=$1 what=$2 kind=${3:-runtime} homes=() h v
+  [[ -n ${ATLAS_JAVA_HOME:-} ]] && homes+=("$ATLAS_JAVA_HOME")
+  if command -v java >/dev/null; then homes+=("$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")"); fi
+  [[ -n ${JAVA_HOME:-} ]] && homes+=("$JAVA_HOME")
+  for h in /usr/lib/jvm/temurin-* /usr/lib/jvm/*; do [[ -d $h ]] && homes+=("$h"); done
+  for h in "${homes[@]}"; do
+    v=$(java_home_version "$h")
+    [[ $kind != jdk || -x $h/bin/javac ]] || continue
+    if [[ $v =~ ^[0-9]+$ ]] && ((v >= min)); then
+      echo "$h/bin/java"
+      return 0
+    fi
+  done
+  die "$what needs a Java $min or newer ${kind/jdk/JDK (javac)} and none was found (looked at: ${homes[*]:-nothing}); install one (e.g. a Temurin 25 JDK under /usr/lib/jvm) or set ATLAS_JAVA_HOME"
+}
+
+# search_node_start NAME WHAT DIR JAVA LAUNCHER LIB [JVM_FLAG...]: starts a single search node
+# (Elasticsearch or OpenSearch) in-process: `JAVA [flags] -cp LIB/* LAUNCHER DIR HTTP_PORT
+# TRANSPORT_PORT` on two free ports, logging to DIR/stdout.log; waits up to 120 s for the cluster
+# to be yellow, then writes DIR/pid and DIR/url and prints the URL. On failure it shows the log's
+# tail, stops the node and dies.
+search_node_start() {
+  local name=$1 what=$2 dir=$3 java=$4 launcher=$5 lib=$6
+  shift 6
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  local port tport
+  port=$(free_port)
+  tport=$(free_port)
+  while [[ $tport == "$port" ]]; do tport=$(free_port); done
+  nohup "$java" -Xms512m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.disable.jmx=true "$@" \
+    -cp "$lib/*" "$launcher" "$dir" "$port" "$tport" >"$dir/stdout.log" 2>&1 &
+  echo $! >"$dir/pid"
+  local url="http://127.0.0.1:$port" i started=$SECONDS
+  for ((i = 0; i < 1200; i++)); do
+    if curl -fsS "$url/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; then
+      echo "$url" >"$dir/url"
+      log "$name: $what up on $url in $((SECONDS - started))s, pid $(cat "$dir/pid"), $("$java" -version 2>&1 | head -n 1)"
+      echo "$url"
+      return 0
+    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  tail -n 40 "$dir/stdout.log" >&2 || true
+  pid_file_stop "$dir/pid" "$name"
+  die "$name: node did not become healthy on $url within 120s"
+}
+
+# pid_file_stop FILE NAME: stops the process whose pid FILE holds (stop_pid), then removes FILE.
+pid_file_stop() {
+  [[ -f $1 ]] || return 0
+  stop_pid "$(cat "$1")" "$2"
+  rm -f "$1"
+}
+
 # stop_pid PID NAME [SECONDS]: SIGTERM, wait up to SECONDS (default 20), then SIGKILL.
 # Never kills by name.
 stop_pid() {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, builds (or takes from the cache) the envtest
 # control plane, starts a real single-node Kubernetes with the project's image on it (when
-# the end-to-end tests are among the packages; needs root), real Postgres, Apache Kafka
-# and OpenSearch servers, runs every Go test against them, and stops everything it
-# started, also on failure or Ctrl-C.
+# the end-to-end tests are among the packages; needs root), real Postgres, Apache Kafka,
+# Elasticsearch 8 and OpenSearch (2.19 and 3.x) servers, runs every Go test against them, and
+# stops everything it started, also on failure or Ctrl-C.
 #   hack/test.sh [PKG...]            run the tests (default ./...)
 #   hack/test.sh --bench [PKG...]    run the benchmarks instead (`make bench`)
 set -euo pipefail
@@ -71,7 +71,7 @@ else
   log "step 3/5: no end-to-end tests among the packages: no node"
 fi
 
-log "step 4/5: starting real Postgres, Apache Kafka and OpenSearch"
+log "step 4/5: starting real Postgres, Apache Kafka, Elasticsearch 8.19, OpenSearch 2.19 and OpenSearch 3.x"
 chmod 0755 "$state" # the postgres OS user must reach its data directory inside
 exports=$(hack/test-stack.sh up "$state")
 eval "$exports"

@@ -18,7 +18,7 @@ type ClientConfig struct {
 	Addresses          []string
 	Username, Password string
 	APIKey             string
-	// OpenSearch lets go-elasticsearch/v8 talk to OpenSearch, the development stand-in:
+	// OpenSearch lets go-elasticsearch/v8 talk to OpenSearch (2.x and 3.x are tested):
 	// the client refuses answers without the X-Elastic-Product header, which OpenSearch
 	// does not send, so the transport adds it.
 	OpenSearch bool

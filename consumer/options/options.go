@@ -90,7 +90,7 @@ type Search struct {
 func (s *Search) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Addresses, names.FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+names.EnvElasticsearchUsername+"/"+names.EnvElasticsearchPassword+" or "+names.EnvElasticsearchAPIKey)
 	fs.StringVar(&s.Index, names.FlagElasticsearchIndex, names.DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
-	fs.BoolVar(&s.OpenSearch, names.FlagElasticsearchOpenSearch, false, "the server is OpenSearch (a development stand-in): accept answers without the X-Elastic-Product header")
+	fs.BoolVar(&s.OpenSearch, names.FlagElasticsearchOpenSearch, false, "the server is OpenSearch (2.x or 3.x), not Elasticsearch: accept answers without the X-Elastic-Product header")
 	fs.IntVar(&s.BulkConcurrency, names.FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
 	fs.DurationVar(&s.Retention, names.FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered (per index and group) to drop redeliveries")
 	fs.DurationVar(&s.BulkTimeout, names.FlagBulkTimeout, names.DefaultBulkTimeout, "time allowed for one bulk request")

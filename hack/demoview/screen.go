@@ -51,7 +51,7 @@ func page(snap *snapshot, traffic string) string {
 	fmt.Fprintf(&b, "  events produced    %10s\n", thousands(snap.produced))
 	fmt.Fprintf(&b, "  audit rows         %10s\n", thousands(snap.auditRows))
 	fmt.Fprintf(&b, "  items (live)       %10s   in Postgres\n", thousands(snap.liveItems))
-	fmt.Fprintf(&b, "  indexed documents  %10s   in OpenSearch\n\n", thousands(snap.documents))
+	fmt.Fprintf(&b, "  indexed documents  %10s   in Elasticsearch\n\n", thousands(snap.documents))
 	fmt.Fprintf(&b, "  %-10s %-8s %8s %8s %6s %9s %9s\n", "CONSUMER", "MODE", "DESIRED", "READY", "PODS", "RESTARTS", "LAG")
 	for _, c := range snap.consumers {
 		fmt.Fprintf(&b, "  %-10s %-8s %8d %8d %6d %9d %9s\n", c.name, c.mode, c.desired, c.ready, c.pods, c.restarts, lagText(c.lag))

@@ -52,8 +52,7 @@ func BenchmarkIndexer200k(b *testing.B) {
 	infra.DeleteIndexAfter(b, indexer.VersionedIndex(warmAlias))
 	warmGroup := infra.NewGroup(b)
 	start = time.Now()
-	w := s.startMode(b, "indexer", "warm-up", warmGroup, "--elasticsearch-addresses", s.searchURL, "--elasticsearch-index", warmAlias,
-		"--elasticsearch-opensearch", "--batch-size", "4000", "--bulk-concurrency", concurrency)
+	w := s.startIndexerAt(b, "warm-up", warmGroup, s.searchURL, warmAlias, "--batch-size", "4000", "--bulk-concurrency", concurrency)
 	w.waitMetric("atlas_consumer_records_consumed_total", float64(len(stream)), 20*time.Minute)
 	for infra.GroupLag(b, warmGroup, s.topic) > 0 {
 		time.Sleep(100 * time.Millisecond)

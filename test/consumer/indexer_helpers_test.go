@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/google/uuid"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
@@ -23,19 +24,27 @@ import (
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
-// indexSetup is an indexer test's topic, database (migrated) and index alias.
+// indexSetup is an indexer test's topic, database (migrated), search server and index alias.
 type indexSetup struct {
 	*setup
+	engine    infra.SearchEngine
 	alias     string
 	searchURL string
 }
 
+// newIndexSetup is newIndexSetupOn the default search server.
 func newIndexSetup(t testing.TB, partitions int32) *indexSetup {
 	t.Helper()
-	s := &indexSetup{setup: newSetup(t, partitions), searchURL: infra.SearchURL(t)}
-	s.alias = infra.NewIndexName(t)
+	return newIndexSetupOn(t, infra.DefaultSearch, partitions)
+}
+
+// newIndexSetupOn sets up an indexer test whose index lives on the engine's server.
+func newIndexSetupOn(t testing.TB, engine infra.SearchEngine, partitions int32) *indexSetup {
+	t.Helper()
+	s := &indexSetup{setup: newSetup(t, partitions), engine: engine, searchURL: engine.URL(t)}
+	s.alias = engine.NewIndexName(t)
 	// the versioned index behind the alias goes too
-	infra.DeleteIndexAfter(t, s.alias+"-v1")
+	engine.DeleteIndexAfter(t, s.alias+"-v1")
 	m, err := migrations.Open(s.dsn, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -47,10 +56,40 @@ func newIndexSetup(t testing.TB, partitions int32) *indexSetup {
 	return s
 }
 
+// forEachEngine runs test as a parallel subtest (named after the engine) against each
+// search server line of infra.SearchEngines, with the same assertions: the indexer's
+// client, mapping and external versioning are shown on every line.
+func forEachEngine(t *testing.T, test func(t *testing.T, engine infra.SearchEngine)) {
+	t.Parallel()
+	for _, engine := range infra.SearchEngines() {
+		t.Run(engine.Name, func(t *testing.T) {
+			t.Parallel()
+			test(t, engine)
+		})
+	}
+}
+
 func (s *indexSetup) startIndexer(t testing.TB, name, group string, extra ...string) *consumerProc {
 	t.Helper()
-	return s.startMode(t, "indexer", name, group, append([]string{
-		"--elasticsearch-addresses", s.searchURL, "--elasticsearch-index", s.alias, "--elasticsearch-opensearch"}, extra...)...)
+	return s.startIndexerAt(t, name, group, s.searchURL, s.alias, extra...)
+}
+
+// search returns a client for the setup's search server.
+func (s *indexSetup) search(t testing.TB) *elasticsearch.Client {
+	t.Helper()
+	return s.engine.Client(t)
+}
+
+// indexed returns the documents of the index (or alias) on the setup's search server.
+func (s *indexSetup) indexed(t testing.TB, index string) map[string]infra.IndexedItem {
+	t.Helper()
+	return s.engine.IndexedItems(t, index)
+}
+
+// indexDiff describes how the index (or alias) differs from the live items ("" if not).
+func (s *indexSetup) indexDiff(t testing.TB, index string) string {
+	t.Helper()
+	return s.engine.IndexDiff(t, s.pool, index)
 }
 
 // applyToItems changes the items table the way the Atlas API does before it publishes
@@ -120,7 +159,7 @@ func (s *indexSetup) waitIndexEquals(t testing.TB, index string, timeout time.Du
 	deadline := time.Now().Add(timeout)
 	diff := ""
 	for time.Now().Before(deadline) {
-		if diff = infra.IndexDiff(t, s.pool, index); diff == "" {
+		if diff = s.indexDiff(t, index); diff == "" {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -129,11 +168,11 @@ func (s *indexSetup) waitIndexEquals(t testing.TB, index string, timeout time.Du
 }
 
 // startIndexerAt starts an indexer writing to alias on the search server at url (a
-// proxy in front of the test server, or another alias than the setup's).
+// proxy in front of the setup's server, or another alias than the setup's).
 func (s *indexSetup) startIndexerAt(t testing.TB, name, group, url, alias string, extra ...string) *consumerProc {
 	t.Helper()
-	return s.startMode(t, "indexer", name, group, append([]string{
-		"--elasticsearch-addresses", url, "--elasticsearch-index", alias, "--elasticsearch-opensearch"}, extra...)...)
+	args := append([]string{"--elasticsearch-addresses", url, "--elasticsearch-index", alias}, s.engine.IndexerFlags()...)
+	return s.startMode(t, "indexer", name, group, append(args, extra...)...)
 }
 
 // itemEvent returns a new event of type typ about the item of of, with data.
@@ -148,9 +187,9 @@ func itemEvent(t testing.TB, typ event.Type, of *event.Envelope, data any) *even
 
 // documentVersion returns the version of the item's document in the index, or 0 when
 // the index has none.
-func documentVersion(t testing.TB, index string, item uuid.UUID) int64 {
+func (s *indexSetup) documentVersion(t testing.TB, index string, item uuid.UUID) int64 {
 	t.Helper()
-	d, ok := infra.IndexedItems(t, index)[item.String()]
+	d, ok := s.indexed(t, index)[item.String()]
 	if !ok {
 		return 0
 	}

@@ -25,8 +25,11 @@ import (
 // index equals the table (what was applied to the first index counts for nothing there),
 // and both stay in step with later changes.
 func TestIndexerReindexIntoANewAliasAndSwitch(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, reindexIntoANewAliasAndSwitch)
+}
+
+func reindexIntoANewAliasAndSwitch(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	envs := generateItems(t, 41, 6_000)
 	s.applyToItems(t, envs, itemwriter.HardDeleteQuarter)
 	s.produce(t, envs)
@@ -34,21 +37,21 @@ func TestIndexerReindexIntoANewAliasAndSwitch(t *testing.T) {
 	s.waitIndexEqualsTable(t, 2*time.Minute, live)
 	// Searches go through an alias of their own (removed with the indexes).
 	search := strings.ReplaceAll(infra.UniqueName(t, "search", 200), "_", "-")
-	switchAlias(t, search, "", indexer.VersionedIndex(s.alias))
+	s.switchAlias(t, search, "", indexer.VersionedIndex(s.alias))
 
 	// 1. A second indexer: a new group, a new alias, the topic from its start.
-	next := infra.NewIndexName(t)
-	infra.DeleteIndexAfter(t, indexer.VersionedIndex(next))
+	next := s.engine.NewIndexName(t)
+	s.engine.DeleteIndexAfter(t, indexer.VersionedIndex(next))
 	group := infra.NewGroup(t)
 	rebuild := s.startIndexerAt(t, "reindex", group, s.searchURL, next, "--start-offset", "earliest")
 	// 2. It has caught up when its group has no lag.
 	s.waitCaughtUp(t, group, 3*time.Minute, rebuild)
-	if diff := infra.IndexDiff(t, s.pool, next); diff != "" {
+	if diff := s.indexDiff(t, next); diff != "" {
 		t.Fatalf("the re-indexed alias %s after the replay: %s\n%s", next, diff, rebuild.tail())
 	}
 	// 3. Switch the search alias atomically.
-	switchAlias(t, search, indexer.VersionedIndex(s.alias), indexer.VersionedIndex(next))
-	if diff := infra.IndexDiff(t, s.pool, search); diff != "" {
+	s.switchAlias(t, search, indexer.VersionedIndex(s.alias), indexer.VersionedIndex(next))
+	if diff := s.indexDiff(t, search); diff != "" {
 		t.Fatalf("searches after the switch: %s", diff)
 	}
 	// Later changes reach both indexes until the old indexer is removed (step 4).
@@ -75,7 +78,7 @@ func TestIndexerRebuildsARecreatedIndex(t *testing.T) {
 	s.waitIndexEqualsTable(t, 2*time.Minute, c)
 	c.stop()
 
-	es := infra.SearchClient(t)
+	es := s.search(t)
 	resp, err := es.Indices.Delete([]string{indexer.VersionedIndex(s.alias)})
 	if err != nil || resp.IsError() {
 		t.Fatalf("delete the index: %v %v", err, resp)
@@ -98,7 +101,7 @@ func TestIndexerRebuildsARecreatedIndex(t *testing.T) {
 
 	c = s.startIndexer(t, "indexer-again", group)
 	s.waitCaughtUp(t, group, 2*time.Minute, c)
-	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
+	if diff := s.indexDiff(t, s.alias); diff != "" {
 		t.Fatalf("the re-created index after a replay by the same group: %s\n%s", diff, c.tail())
 	}
 	c.stop()
@@ -127,7 +130,7 @@ func TestIndexerKeepsADeletedItemOutAfterACutOff(t *testing.T) {
 	a.stop() // it comes back for the delete only
 	// Searches keep coming, as on any live index: a shard nobody searches skips its
 	// scheduled refreshes, and with them the pruning of old delete tombstones.
-	stopSearching := keepSearching(t, s.alias)
+	stopSearching := s.keepSearching(t, s.alias)
 	defer stopSearching()
 
 	cutOff := time.Now()
@@ -158,10 +161,10 @@ func TestIndexerKeepsADeletedItemOutAfterACutOff(t *testing.T) {
 	p.setPaused(false)
 	t.Logf("B cut off for %s", time.Since(cutOff).Round(time.Second))
 	s.waitCaughtUp(t, groupB, time.Minute, b)
-	if v := documentVersion(t, s.alias, x.Entity.ID); v != 0 {
+	if v := s.documentVersion(t, s.alias, x.Entity.ID); v != 0 {
 		t.Fatalf("the hard-deleted item is back in the index at version %d after the cut-off indexer caught up\n%s", v, b.tail())
 	}
-	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
+	if diff := s.indexDiff(t, s.alias); diff != "" {
 		t.Fatalf("after the cut-off: %s", diff)
 	}
 	if n, _ := b.metric("atlas_consumer_dead_lettered_total"); n != 0 {
@@ -208,8 +211,8 @@ func TestIndexerReplayOfADeletedItemsHistory(t *testing.T) {
 	time.Sleep(time.Until(deleted.Add(2 * time.Minute)))
 	sameGroup := infra.NewGroup(t)
 	sameAlias := s.startIndexer(t, "replay-same-alias", sameGroup)
-	fresh := infra.NewIndexName(t)
-	infra.DeleteIndexAfter(t, indexer.VersionedIndex(fresh))
+	fresh := s.engine.NewIndexName(t)
+	s.engine.DeleteIndexAfter(t, indexer.VersionedIndex(fresh))
 	freshGroup := infra.NewGroup(t)
 	freshAlias := s.startIndexerAt(t, "replay-fresh-alias", freshGroup, s.searchURL, fresh)
 	var again []*event.Envelope
@@ -221,7 +224,7 @@ func TestIndexerReplayOfADeletedItemsHistory(t *testing.T) {
 	s.waitCaughtUp(t, freshGroup, time.Minute, freshAlias)
 	s.waitCaughtUp(t, sameGroup, time.Minute, sameAlias)
 	for _, index := range []string{s.alias, fresh} {
-		if diff := infra.IndexDiff(t, s.pool, index); diff != "" {
+		if diff := s.indexDiff(t, index); diff != "" {
 			t.Fatalf("%s after replaying the history of %d hard-deleted items: %s", index, len(deletes), diff)
 		}
 	}
@@ -238,8 +241,11 @@ func TestIndexerReplayOfADeletedItemsHistory(t *testing.T) {
 // after --item-missing-timeout, not recorded as applied, and replayable: once its row
 // exists, replaying the dead letter indexes it.
 func TestIndexerWaitsForARowCommittedAfterItsEvent(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 1)
+	forEachEngine(t, waitsForARowCommittedAfterItsEvent)
+}
+
+func waitsForARowCommittedAfterItsEvent(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 1)
 	group := infra.NewGroup(t)
 	c := s.startIndexer(t, "indexer", group, "--item-missing-timeout", "12s")
 	late := createdItems(t, 46, 2)
@@ -247,7 +253,7 @@ func TestIndexerWaitsForARowCommittedAfterItsEvent(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	s.applyToItems(t, late[:1], nil)
 	s.waitIndexEqualsTable(t, 30*time.Second, c)
-	if v := documentVersion(t, s.alias, late[0].Entity.ID); v != 1 {
+	if v := s.documentVersion(t, s.alias, late[0].Entity.ID); v != 1 {
 		t.Fatalf("the item whose row came 5 s late is indexed at version %d, want 1", v)
 	}
 	c.waitMetric("atlas_consumer_dead_lettered_total", 1, 30*time.Second)
@@ -275,8 +281,11 @@ func TestIndexerWaitsForARowCommittedAfterItsEvent(t *testing.T) {
 // newer version whose entity is not an Item is dead-lettered: the indexer cannot tell
 // which row to read.
 func TestIndexerReadsTheTruthForNewerEventVersions(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, readsTheTruthForNewerEventVersions)
+}
+
+func readsTheTruthForNewerEventVersions(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	created := createdItems(t, 47, 300)
 	var v2 []*event.Envelope
 	for i, e := range created {
@@ -335,8 +344,8 @@ func asVersion2(t testing.TB, e *event.Envelope, entityType string) *event.Envel
 }
 
 // keepSearching searches the index every 500 ms until the returned function is called.
-func keepSearching(t testing.TB, index string) func() {
-	es := infra.SearchClient(t)
+func (s *indexSetup) keepSearching(t testing.TB, index string) func() {
+	es := s.search(t)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
@@ -358,14 +367,14 @@ func keepSearching(t testing.TB, index string) func() {
 
 // switchAlias points alias at index to, removing it from index from ("" when it is new),
 // in one request.
-func switchAlias(t testing.TB, alias, from, to string) {
+func (s *indexSetup) switchAlias(t testing.TB, alias, from, to string) {
 	t.Helper()
 	actions := []any{map[string]any{"add": map[string]any{"index": to, "alias": alias}}}
 	if from != "" {
 		actions = append([]any{map[string]any{"remove": map[string]any{"index": from, "alias": alias}}}, actions...)
 	}
 	body, _ := json.Marshal(map[string]any{"actions": actions})
-	es := infra.SearchClient(t)
+	es := s.search(t)
 	resp, err := es.Indices.UpdateAliases(strings.NewReader(string(body)))
 	if err != nil || resp.IsError() {
 		t.Fatalf("switch alias %s to %s: %v %v", alias, to, err, resp)

@@ -18,14 +18,17 @@ import (
 
 // Indexer test 1: 5,000 created items become 5,000 documents equal to the rows.
 func TestIndexerIndexesCreatedItems(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, indexesCreatedItems)
+}
+
+func indexesCreatedItems(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	created := createdItems(t, 21, 5_000)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
 	c := s.startIndexer(t, "indexer", infra.NewGroup(t))
 	s.waitIndexEqualsTable(t, 2*time.Minute, c)
-	if n := len(infra.IndexedItems(t, s.alias)); n != 5_000 {
+	if n := len(s.indexed(t, s.alias)); n != 5_000 {
 		t.Fatalf("%d documents, want 5000", n)
 	}
 	c.stop()
@@ -34,8 +37,11 @@ func TestIndexerIndexesCreatedItems(t *testing.T) {
 // Indexer test 2: updates, several per item in one batch, delivered out of order: the
 // index ends equal to the final table, with one item query per batch.
 func TestIndexerUpdatesOutOfOrder(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, updatesOutOfOrder)
+}
+
+func updatesOutOfOrder(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	envs := generateItems(t, 22, 8_000)
 	s.applyToItems(t, envs, func(uuid.UUID) bool { return false })
 	shuffled := append([]*event.Envelope(nil), envs...)
@@ -62,8 +68,11 @@ func TestIndexerUpdatesOutOfOrder(t *testing.T) {
 // Indexer test 3: hard and soft deletes remove the documents; replaying the old
 // ItemCreated events, or re-publishing them under new event ids, resurrects nothing.
 func TestIndexerDeletesStayDeleted(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, deletesStayDeleted)
+}
+
+func deletesStayDeleted(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	created := createdItems(t, 23, 1_000)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
@@ -84,7 +93,7 @@ func TestIndexerDeletesStayDeleted(t *testing.T) {
 	s.applyToItems(t, deletes, func(id uuid.UUID) bool { return hard[id] })
 	s.produce(t, deletes)
 	s.waitIndexEqualsTable(t, time.Minute, c)
-	if n := len(infra.IndexedItems(t, s.alias)); n != 500 {
+	if n := len(s.indexed(t, s.alias)); n != 500 {
 		t.Fatalf("%d documents after deleting 500 of 1000 items", n)
 	}
 
@@ -102,22 +111,25 @@ func TestIndexerDeletesStayDeleted(t *testing.T) {
 	total := len(created) + len(deletes) + len(created) + len(again)
 	c.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
 	c.stop()
-	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
+	if diff := s.indexDiff(t, s.alias); diff != "" {
 		t.Fatalf("after the replay: %s", diff)
 	}
 	// A new group replays the whole topic: still nothing comes back.
 	r := s.startIndexer(t, "replay", infra.NewGroup(t))
 	r.waitMetric("atlas_consumer_records_consumed_total", float64(total), time.Minute)
 	r.stop()
-	if diff := infra.IndexDiff(t, s.pool, s.alias); diff != "" {
+	if diff := s.indexDiff(t, s.alias); diff != "" {
 		t.Fatalf("after a replay with a new group: %s", diff)
 	}
 }
 
 // Indexer test 4: every event delivered twice is applied once.
 func TestIndexerAppliesDuplicatesOnce(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, appliesDuplicatesOnce)
+}
+
+func appliesDuplicatesOnce(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	envs := generateItems(t, 24, 2_000)
 	s.applyToItems(t, envs, nil)
 	s.produce(t, envs)
@@ -139,8 +151,11 @@ func TestIndexerAppliesDuplicatesOnce(t *testing.T) {
 // an item) race on the same items while they keep changing: the newest version wins,
 // round after round.
 func TestIndexerRaceNewestWins(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 3)
+	forEachEngine(t, raceNewestWins)
+}
+
+func raceNewestWins(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 3)
 	created := createdItems(t, 25, 300)
 	s.applyToItems(t, created, nil)
 	s.produce(t, created)
@@ -175,6 +190,65 @@ func TestIndexerRaceNewestWins(t *testing.T) {
 	t.Logf("6 rounds equal; %v version conflicts resolved in favour of the newer state", conflicts+more)
 	a.stop()
 	b.stop()
+}
+
+// A newer state already in the index (as another writer with newer data leaves it) is
+// never overwritten by an older one: the server answers the older write with 409, which the
+// indexer counts as a version conflict and as done (no retry, no dead letter, offsets
+// move on). Deterministic, unlike the race above, so external versioning is shown on each
+// search server line.
+func TestIndexerLeavesANewerDocumentAlone(t *testing.T) {
+	forEachEngine(t, leavesANewerDocumentAlone)
+}
+
+func leavesANewerDocumentAlone(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 1)
+	created := createdItems(t, 49, 100)
+	s.applyToItems(t, created, nil)
+	s.produce(t, created)
+	group := infra.NewGroup(t)
+	c := s.startIndexer(t, "indexer", group)
+	s.waitIndexEqualsTable(t, time.Minute, c)
+	c.stop()
+
+	// Version 5 of half the items is written to the index directly...
+	es := s.search(t)
+	newer := created[:50]
+	for _, e := range newer {
+		resp, err := es.Index(s.alias, strings.NewReader(`{"title":"newer","content":"v5","version":5}`),
+			es.Index.WithDocumentID(e.Entity.ID.String()), es.Index.WithVersion(5), es.Index.WithVersionType("external"))
+		if err != nil || resp.IsError() {
+			t.Fatalf("index version 5 of %s: %v %v", e.Entity.ID, err, resp)
+		}
+		resp.Body.Close()
+	}
+	// ...then the table moves all of them to version 3, and the indexer reads that.
+	var updates []*event.Envelope
+	for _, e := range created {
+		updates = append(updates, itemEvent(t, event.ItemUpdated, e, map[string]any{"version": 3, "title": "older"}))
+	}
+	s.applyToItems(t, updates, nil)
+	s.produce(t, updates)
+	c = s.startIndexer(t, "indexer-again", group)
+	s.waitCaughtUp(t, group, time.Minute, c)
+	c.waitMetric("atlas_consumer_version_conflicts_total", float64(len(newer)), 30*time.Second)
+	docs := s.indexed(t, s.alias)
+	for i, e := range created {
+		want := infra.IndexedItem{Title: "older", Content: docs[e.Entity.ID.String()].Content, Version: 3}
+		if i < len(newer) {
+			want = infra.IndexedItem{Title: "newer", Content: "v5", Version: 5}
+		}
+		if got := docs[e.Entity.ID.String()]; got != want {
+			t.Fatalf("item %d (%s) is indexed as %+v, want %+v\n%s", i, e.Entity.ID, got, want, c.tail())
+		}
+	}
+	conflicts, _ := c.metric("atlas_consumer_version_conflicts_total")
+	indexed, _ := c.metric("atlas_consumer_documents_indexed_total")
+	dead, _ := c.metric("atlas_consumer_dead_lettered_total")
+	if conflicts != float64(len(newer)) || indexed != float64(len(created)-len(newer)) || dead != 0 {
+		t.Fatalf("%v conflicts, %v documents indexed, %v dead letters; want %d, %d, 0", conflicts, indexed, dead, len(newer), len(created)-len(newer))
+	}
+	c.stop()
 }
 
 // Indexer test 6: SIGKILL at random moments during a 20,000-event run: the index ends
@@ -299,7 +373,7 @@ func TestIndexerSkipsOtherEvents(t *testing.T) {
 	if lag := infra.GroupLag(t, group, s.topic); lag != 0 {
 		t.Fatalf("group lag %d after skipping %d events, want 0", lag, len(others))
 	}
-	if n := len(infra.IndexedItems(t, s.alias)); n != 0 {
+	if n := len(s.indexed(t, s.alias)); n != 0 {
 		t.Fatalf("%d documents in the index", n)
 	}
 }
@@ -308,9 +382,12 @@ func TestIndexerSkipsOtherEvents(t *testing.T) {
 // integer) is dead-lettered with the server's reason, its events are not recorded as
 // applied, and the rest of the batch is indexed.
 func TestIndexerDeadLettersRejectedDocuments(t *testing.T) {
-	t.Parallel()
-	s := newIndexSetup(t, 1)
-	es := infra.SearchClient(t)
+	forEachEngine(t, deadLettersRejectedDocuments)
+}
+
+func deadLettersRejectedDocuments(t *testing.T, engine infra.SearchEngine) {
+	s := newIndexSetupOn(t, engine, 1)
+	es := s.search(t)
 	body := `{"mappings":{"properties":{"title":{"type":"integer"}}},"aliases":{"` + s.alias + `":{"is_write_index":true}}}`
 	resp, err := es.Indices.Create(s.alias+"-v1", es.Indices.Create.WithBody(strings.NewReader(body)))
 	if err != nil || resp.IsError() {
@@ -338,9 +415,15 @@ func TestIndexerDeadLettersRejectedDocuments(t *testing.T) {
 	c.waitMetric("atlas_consumer_dead_lettered_total", 5, time.Minute)
 	c.waitMetric("atlas_consumer_documents_indexed_total", 5, time.Minute)
 	letters := readTopic(t, s.dlq, 5, 30*time.Second)
+	// The server's own reason: Elasticsearch 8 names the error document_parsing_exception,
+	// OpenSearch (as Elasticsearch 7 did) mapper_parsing_exception.
+	reason := "document_parsing_exception"
+	if engine.OpenSearch {
+		reason = "mapper_parsing_exception"
+	}
 	for _, dl := range letters {
 		h := headers(dl)
-		if h[runner.HeaderErrorKind] != indexer.KindIndexRejected || !strings.Contains(h[runner.HeaderError], "mapper_parsing_exception") {
+		if h[runner.HeaderErrorKind] != indexer.KindIndexRejected || !strings.Contains(h[runner.HeaderError], reason) {
 			t.Errorf("dead letter kind %q reason %q", h[runner.HeaderErrorKind], h[runner.HeaderError])
 		}
 	}

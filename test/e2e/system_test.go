@@ -3,7 +3,7 @@
 // kubelet, kube-proxy, CoreDNS, containerd) with the operator installed from its own
 // dist/install.yaml (a pod with its own ServiceAccount and RBAC, nothing more), whose
 // consumer pods run the project's own image and consume from the real Apache Kafka broker
-// into the real Postgres and OpenSearch of the test stack. The AtlasConsumers are
+// into the real Postgres and Elasticsearch of the test stack. The AtlasConsumers are
 // config/samples, given this machine's addresses; every test works in a namespace, topic,
 // database and index of its own.
 //
@@ -219,7 +219,7 @@ func newSystem(t testing.TB) *system {
 	})
 	for _, sec := range []*corev1.Secret{
 		{ObjectMeta: metav1.ObjectMeta{Name: "atlas-postgres"}, StringData: map[string]string{"dsn": s.podDSN}},
-		// the test's OpenSearch runs without security: an empty credentials Secret
+		// the test's search server runs without security: an empty credentials Secret
 		{ObjectMeta: metav1.ObjectMeta{Name: "atlas-search"}},
 	} {
 		sec.Namespace = s.ns
@@ -261,7 +261,9 @@ func (s *system) applySample(t testing.TB, name string, set map[string]any) {
 	}
 	if name == "indexer" {
 		fields["elasticsearch.addresses"] = []any{s.searchURL}
-		fields["elasticsearch.openSearch"] = true
+		if infra.DefaultSearch.OpenSearch {
+			fields["elasticsearch.openSearch"] = true
+		}
 		fields["elasticsearch.index"] = s.index
 	}
 	for k, v := range set {

@@ -18,11 +18,18 @@ type IndexedItem struct {
 	Version int64  `json:"version"`
 }
 
-// IndexedItems returns every document of the index (or alias) by id, after a refresh;
-// none when the index does not exist.
+// IndexedItems returns every document of the default search server's index (or alias)
+// by id, after a refresh; none when the index does not exist.
 func IndexedItems(t testing.TB, index string) map[string]IndexedItem {
 	t.Helper()
-	es := SearchClient(t)
+	return DefaultSearch.IndexedItems(t, index)
+}
+
+// IndexedItems returns every document of the index (or alias) by id, after a refresh;
+// none when the index does not exist.
+func (e SearchEngine) IndexedItems(t testing.TB, index string) map[string]IndexedItem {
+	t.Helper()
+	es := e.Client(t)
 	ctx := context.Background()
 	if resp, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(index), es.Indices.Refresh.WithContext(ctx)); err == nil {
 		resp.Body.Close()
@@ -90,11 +97,18 @@ func LiveItems(t testing.TB, pool *pgxpool.Pool) map[string]IndexedItem {
 	return out
 }
 
-// IndexDiff describes how the index differs from the live items of the table ("" when
-// it holds exactly them, each at the table's version).
+// IndexDiff describes how the default search server's index differs from the live items
+// of the table ("" when it holds exactly them, each at the table's version).
 func IndexDiff(t testing.TB, pool *pgxpool.Pool, index string) string {
 	t.Helper()
-	want, got := LiveItems(t, pool), IndexedItems(t, index)
+	return DefaultSearch.IndexDiff(t, pool, index)
+}
+
+// IndexDiff describes how the index differs from the live items of the table ("" when
+// it holds exactly them, each at the table's version).
+func (e SearchEngine) IndexDiff(t testing.TB, pool *pgxpool.Pool, index string) string {
+	t.Helper()
+	want, got := LiveItems(t, pool), e.IndexedItems(t, index)
 	missing, extra, stale := 0, 0, 0
 	var example string
 	for id, w := range want {

@@ -25,6 +25,8 @@ const (
 	EnvPostgresURL       = "ATLAS_TEST_POSTGRES_URL"
 	EnvKafkaBrokers      = "ATLAS_TEST_KAFKA_BROKERS"
 	EnvElasticsearchURL  = "ATLAS_TEST_ELASTICSEARCH_URL"
+	EnvOpenSearchURL     = "ATLAS_TEST_OPENSEARCH_URL"
+	EnvOpenSearch3URL    = "ATLAS_TEST_OPENSEARCH3_URL"
 	EnvKubebuilderAssets = "KUBEBUILDER_ASSETS"
 )
 
