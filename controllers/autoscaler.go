@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
@@ -160,8 +161,9 @@ func kafkaConn(ac *atlasv1alpha1.AtlasConsumer, secrets secretValues) kafkaconn.
 
 // autoscaler keeps, per AtlasConsumer, what lag-driven scaling remembers between
 // reconciles: the recommendations of the stabilization window, and which measurement of
-// the poller it last decided on. Like the HorizontalPodAutoscaler it keeps them in
-// memory; a new leader starts with the current replicas and an empty window.
+// the poller it last decided on. The window's peaks also go to the status
+// (status.scaleDownPeaks), and a leader that has no memory of a consumer yet (a new one,
+// after a hand-over) starts from them: it never scales down before the window has passed.
 type autoscaler struct {
 	poller *lagPoller
 	now    func() time.Time
@@ -227,7 +229,7 @@ func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Conf
 	defer a.mu.Unlock()
 	st, ok := a.states[key]
 	if !ok {
-		st = &scaleState{}
+		st = &scaleState{history: peaksFromStatus(ac.Status.ScaleDownPeaks)}
 		if a.states == nil {
 			a.states = map[types.NamespacedName]*scaleState{}
 		}
@@ -248,6 +250,30 @@ func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Conf
 		res.lag = &lag
 	}
 	return res
+}
+
+// peaksFromStatus reads status.scaleDownPeaks back into recommendations.
+func peaksFromStatus(peaks []atlasv1alpha1.ScaleRecommendation) []scaling.Recommendation {
+	var out []scaling.Recommendation
+	for _, p := range peaks {
+		out = append(out, scaling.Recommendation{At: p.Time.Time, Replicas: p.Replicas})
+	}
+	return out
+}
+
+// peaksStatus is status.scaleDownPeaks for the decision: its times rounded up to the
+// second the API keeps, so a window read back never ends early and an unchanged
+// decision writes an unchanged status.
+func peaksStatus(d scaling.Decision) []atlasv1alpha1.ScaleRecommendation {
+	var out []atlasv1alpha1.ScaleRecommendation
+	for _, p := range d.Peaks() {
+		at := p.At.Truncate(time.Second)
+		if at.Before(p.At) {
+			at = at.Add(time.Second)
+		}
+		out = append(out, atlasv1alpha1.ScaleRecommendation{Replicas: p.Replicas, Time: metav1.NewTime(at)})
+	}
+	return out
 }
 
 // forget drops what is kept for a consumer that is gone or no longer autoscaled.

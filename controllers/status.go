@@ -166,6 +166,7 @@ func rolloutFailed(dep *appsv1.Deployment) (bool, string) {
 func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResult) {
 	if res == nil {
 		st.Lag = nil
+		st.ScaleDownPeaks = nil
 		setCondition(st, gen, atlasv1alpha1.ConditionScalingActive, false, ReasonAutoscalingOff, "spec.autoscaling is not set: the replica count is spec.replicas")
 		meta.RemoveStatusCondition(&st.Conditions, atlasv1alpha1.ConditionScalingLimited)
 		return
@@ -175,6 +176,12 @@ func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResu
 	setCondition(st, gen, atlasv1alpha1.ConditionScalingLimited, d.ScalingLimited.Status, d.ScalingLimited.Reason, d.ScalingLimited.Message)
 	if res.lag != nil && res.fresh {
 		st.Lag = lagStatus(*res.lag, d.Excluded)
+	}
+	switch {
+	case d.ScalingActive.Reason == scaling.ReasonSuspended:
+		st.ScaleDownPeaks = nil
+	case res.lag != nil: // (without a lag nothing was decided: the peaks stay as they were)
+		st.ScaleDownPeaks = peaksStatus(d)
 	}
 }
 

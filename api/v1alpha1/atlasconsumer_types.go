@@ -448,6 +448,26 @@ type AtlasConsumerStatus struct {
 	// lastScaleTime is when the operator last changed the replica count.
 	// +optional
 	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
+
+	// scaleDownPeaks are the autoscaling recommendations of the scale-down stabilization
+	// window that are higher than the latest one, each with the last time it was made
+	// (autoscaling only). The replicas do not go below the highest of them before the
+	// window has passed since it. Kept here, not only in the operator's memory, so that a
+	// new operator leader honours the window too. Empty when nothing holds a scale-down;
+	// one entry per replica count at most (they strictly decrease).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=1001
+	ScaleDownPeaks []ScaleRecommendation `json:"scaleDownPeaks,omitempty"`
+}
+
+// ScaleRecommendation is a replica count the autoscaling recommended, and when.
+type ScaleRecommendation struct {
+	// replicas is the recommended replica count.
+	// +kubebuilder:validation:Minimum=0
+	Replicas int32 `json:"replicas"`
+	// time is the last time it was recommended.
+	Time metav1.Time `json:"time"`
 }
 
 // AtlasConsumer runs one of the Atlas consumers (audit or indexer) of the Atlas domain

@@ -2,6 +2,7 @@ package scaling
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -72,7 +73,8 @@ type Decision struct {
 	Excluded       []int32
 	ScalingActive  Condition
 	ScalingLimited Condition
-	// History is the recommendations to keep for the next decision.
+	// History is the recommendations to keep for the next decision: the window's peaks,
+	// oldest first, ending with this decision's recommendation (see windowPeaks).
 	History []Recommendation
 }
 
@@ -142,14 +144,8 @@ func Decide(in Input) Decision {
 	}
 
 	// Stabilization: the desired count is the highest recommendation of the window.
-	d.History = []Recommendation{{At: in.Now, Replicas: rec}}
-	d.Desired = rec
-	for _, h := range in.History {
-		if in.Now.Sub(h.At) < p.ScaleDownStabilization {
-			d.History = append(d.History, h)
-			d.Desired = max(d.Desired, h.Replicas)
-		}
-	}
+	d.History = windowPeaks(in.History, in.Now, p.ScaleDownStabilization, rec)
+	d.Desired = d.History[0].Replicas
 	msg := fmt.Sprintf("lag %d over %d partitions", d.ScalingLag, partitions)
 	if len(d.Excluded) > 0 {
 		msg += fmt.Sprintf(" (stuck partitions %v left out)", d.Excluded)
@@ -161,6 +157,43 @@ func Decide(in Input) Decision {
 		d.ScalingActive = Condition{true, ReasonValidLag, msg}
 	}
 	return d
+}
+
+// windowPeaks keeps of the recommendations of the window only those that can still be its
+// highest: each higher than every later one, so the first is the highest. A recommendation
+// lower than (or equal to) a later one never can, so the kept ones change only when the
+// recommendation does or one leaves the window, not at every measurement: what a new leader
+// needs to honour the window fits in the status (Decision.Peaks) without a write per poll.
+// The result is ordered oldest first and ends with now's recommendation, rec.
+func windowPeaks(history []Recommendation, now time.Time, window time.Duration, rec int32) []Recommendation {
+	kept := make([]Recommendation, 0, len(history)+1)
+	for _, h := range slices.SortedFunc(slices.Values(history), func(a, b Recommendation) int { return a.At.Compare(b.At) }) {
+		if now.Sub(h.At) >= window { // (a time ahead of now, from another leader's clock, stays)
+			continue
+		}
+		kept = dropDominated(kept, h.Replicas)
+		kept = append(kept, h)
+	}
+	kept = dropDominated(kept, rec)
+	return append(kept, Recommendation{At: now, Replicas: rec})
+}
+
+// dropDominated removes from the end of kept the recommendations not higher than replicas.
+func dropDominated(kept []Recommendation, replicas int32) []Recommendation {
+	for len(kept) > 0 && kept[len(kept)-1].Replicas <= replicas {
+		kept = kept[:len(kept)-1]
+	}
+	return kept
+}
+
+// Peaks returns the recommendations of the window higher than the latest one (each with
+// the last time it was made): what holds a scale-down back. The operator keeps them in
+// the AtlasConsumer's status, so they survive a change of leader.
+func (d Decision) Peaks() []Recommendation {
+	if len(d.History) == 0 {
+		return nil
+	}
+	return d.History[:len(d.History)-1]
 }
 
 // scalingLag is the total lag, without stuck partitions when the policy says so.

@@ -2,6 +2,7 @@ package scaling
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,78 @@ func TestDecideExcludesStuckPartitions(t *testing.T) {
 	p.ExcludeStuckPartitions = false
 	if d := Decide(Input{Now: time.Unix(1, 0), Policy: p, Lag: cur, Previous: &prev, Current: 1}); d.Desired != 3 {
 		t.Fatalf("without the option the stuck partition counts: desired %d, want 3 (capped at 3 partitions)", d.Desired)
+	}
+}
+
+func TestWindowPeaks(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	at := func(secondsAgo int) time.Time { return now.Add(-time.Duration(secondsAgo) * time.Second) }
+	rec := func(secondsAgo int, replicas int32) Recommendation {
+		return Recommendation{At: at(secondsAgo), Replicas: replicas}
+	}
+	cases := []struct {
+		name    string
+		history []Recommendation
+		rec     int32
+		want    []Recommendation
+	}{
+		{"nothing before", nil, 2, []Recommendation{rec(0, 2)}},
+		{"a steady recommendation keeps one entry", []Recommendation{rec(5, 2)}, 2, []Recommendation{rec(0, 2)}},
+		{"a lower one is dropped by a higher", []Recommendation{rec(20, 1), rec(10, 2)}, 3, []Recommendation{rec(0, 3)}},
+		{"higher ones stay, each with its last time", []Recommendation{rec(50, 6), rec(30, 4), rec(10, 2)}, 1,
+			[]Recommendation{rec(50, 6), rec(30, 4), rec(10, 2), rec(0, 1)}},
+		{"a peak leaves with the window", []Recommendation{rec(60, 6), rec(30, 4)}, 1, []Recommendation{rec(30, 4), rec(0, 1)}},
+		{"unordered input, as a status edited by hand may hold", []Recommendation{rec(10, 2), rec(50, 6), rec(30, 4)}, 1,
+			[]Recommendation{rec(50, 6), rec(30, 4), rec(10, 2), rec(0, 1)}},
+		{"a later equal one replaces an older", []Recommendation{rec(40, 4), rec(20, 4)}, 1, []Recommendation{rec(20, 4), rec(0, 1)}},
+		{"a time ahead of now stays", []Recommendation{{At: now.Add(time.Second), Replicas: 5}}, 1,
+			[]Recommendation{{At: now.Add(time.Second), Replicas: 5}, rec(0, 1)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := windowPeaks(c.history, now, time.Minute, c.rec)
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("windowPeaks = %v, want %v", got, c.want)
+			}
+			if d := (Decision{History: got}); !slices.Equal(d.Peaks(), c.want[:len(c.want)-1]) {
+				t.Fatalf("Peaks = %v", d.Peaks())
+			}
+		})
+	}
+}
+
+// A recommendation that stays the same leaves the peaks unchanged, measurement after
+// measurement (no status write per poll), and the scale-down waits for the window from
+// the last time the higher count was recommended.
+func TestDecidePeaksChangeOnlyWithTheRecommendation(t *testing.T) {
+	policy := Policy{MinReplicas: 1, MaxReplicas: 8, LagPerReplica: 1000, ScaleDownStabilization: time.Minute}
+	start := time.Unix(10_000, 0)
+	var history []Recommendation
+	decide := func(secs int, lag int64) Decision {
+		d := Decide(Input{Now: start.Add(time.Duration(secs) * time.Second), Current: 4, Policy: policy, Lag: lagOf(lag, 0, 0, 0), History: history})
+		history = d.History
+		return d
+	}
+	for secs := 0; secs <= 20; secs += 5 {
+		if d := decide(secs, 4000); d.Desired != 4 || len(d.Peaks()) != 0 {
+			t.Fatalf("at %ds with a lag of 4000: desired %d, peaks %v", secs, d.Desired, d.Peaks())
+		}
+	}
+	var peaks []Recommendation
+	for secs := 25; secs < 80; secs += 5 {
+		d := decide(secs, 0)
+		if d.Desired != 4 {
+			t.Fatalf("at %ds (the last 4 at 20s, a 60s window): desired %d", secs, d.Desired)
+		}
+		if peaks != nil && !slices.Equal(peaks, d.Peaks()) {
+			t.Fatalf("at %ds the peaks changed with the recommendation the same: %v then %v", secs, peaks, d.Peaks())
+		}
+		peaks = d.Peaks()
+	}
+	if want := []Recommendation{{At: start.Add(20 * time.Second), Replicas: 4}}; !slices.Equal(peaks, want) {
+		t.Fatalf("peaks %v, want %v", peaks, want)
+	}
+	if d := decide(80, 0); d.Desired != 1 || len(d.Peaks()) != 0 {
+		t.Fatalf("at 80s: desired %d, peaks %v; want 1 and none", d.Desired, d.Peaks())
 	}
 }

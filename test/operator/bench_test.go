@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,10 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
-	"github.com/atlas-platform/atlas-operator/test/infra"
 	"github.com/atlas-platform/atlas-operator/test/kube"
 )
 
@@ -48,7 +44,7 @@ func BenchmarkOperator500(b *testing.B) {
 	env := kube.Start(b)
 	ctx := context.Background()
 	metricsAddr, probeAddr := freeAddr(b), freeAddr(b)
-	mgr := startManagerProcess(b, env, metricsAddr, probeAddr)
+	mgr := startManagerProcess(b, env, "--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--log-level", benchLogLevel())
 	waitOK(b, "http://"+probeAddr+"/readyz") // caches synced, controller started
 
 	ns := "bench"
@@ -199,42 +195,6 @@ func waitSettled(b *testing.B, c client.Client, ns string, count int) time.Durat
 	}
 	b.Fatalf("not every AtlasConsumer has a status after 10 minutes")
 	return 0
-}
-
-// startManagerProcess runs `atlas manager` against the envtest API server with a plain
-// HTTP metrics endpoint.
-func startManagerProcess(b *testing.B, env *kube.Env, metricsAddr, probeAddr string) *exec.Cmd {
-	bin := infra.AtlasBinary(b)
-	user, err := env.Env.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "manager", "--kubeconfig", path, "--consumer-image", testImage,
-		"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--log-level", benchLogLevel())
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return cmd
 }
 
 func freeAddr(b *testing.B) string {

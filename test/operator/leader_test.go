@@ -1,0 +1,118 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+	"github.com/atlas-platform/atlas-operator/test/kube"
+)
+
+// A new leader honours the scale-down stabilization window of the old one: the operator
+// (the real `atlas manager` with --leader-elect, on an API server of its own) scales an
+// AtlasConsumer up on lag; the lag drains, the scale-down is deferred, and the leader is
+// stopped; the next leader keeps the replicas until the window has passed since the last
+// recommendation of the higher count (status.scaleDownPeaks), then scales down. A leader
+// that kept the window in memory only would scale down at its first decision.
+func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
+	t.Parallel()
+	env, err := kube.StartEnv(infra.RepoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	for _, ns := range []string{"atlas-system", "consumers"} {
+		mustCreate(t, env, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	dsnSecret(t, env, "consumers", "pg", dsnValue)
+	topic, group := infra.NewTopic(t, 4), infra.NewGroup(t)
+	ac := auditConsumer("consumers", "scaled")
+	ac.Spec.Replicas = nil
+	ac.Spec.Kafka = atlasv1alpha1.KafkaSpec{BootstrapServers: infra.KafkaBrokers(t), Topic: topic, GroupID: group}
+	const window = 45 * time.Second
+	ac.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{
+		MinReplicas: ptr.To[int32](1), MaxReplicas: 10, LagPerReplica: 100,
+		PollInterval:           &metav1.Duration{Duration: 5 * time.Second},
+		ScaleDownStabilization: &metav1.Duration{Duration: window},
+	}
+	mustCreate(t, env, ac)
+	leader := func() []string {
+		return []string{"--leader-elect", "--leader-election-namespace", "atlas-system", "--metrics-bind-address", "0",
+			"--health-probe-bind-address", "0", "--log-level", "warn"}
+	}
+	first := startManagerProcess(t, env, leader()...)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "consumers", Name: "scaled"}}
+	waitReplicas(t, env, dep, 1, timeoutCreate, "Deployment at minReplicas on an empty topic")
+
+	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	var recs []*kgo.Record
+	for i := range 400 {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "event %d", i)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, env, dep, 4, 30*time.Second, "scaled up on a lag of 400")
+
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := kadm.Offsets{}
+	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(topic, o.Partition, o.Offset, -1) })
+	if resp, err := adm.CommitOffsets(ctx, group, offsets); err != nil || resp.Error() != nil {
+		t.Fatalf("commit end offsets: %v %v", err, resp.Error())
+	}
+	var peak time.Time
+	eventually(t, 20*time.Second, "the scale-down deferred, with its peak in the status", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		if err := wantCondition(ac, atlasv1alpha1.ConditionScalingActive, metav1.ConditionTrue, "ScaleDownStabilized", "scale down to 1 deferred"); err != nil {
+			return err
+		}
+		if p := ac.Status.ScaleDownPeaks; len(p) != 1 || p[0].Replicas != 4 {
+			return fmt.Errorf("status.scaleDownPeaks %+v, want one of 4 replicas", p)
+		}
+		peak = ac.Status.ScaleDownPeaks[0].Time.Time
+		return nil
+	})
+
+	// The leader goes (it releases its Lease on the way out); the next one takes over.
+	stopProcess(first)
+	handover := time.Now()
+	startManagerProcess(t, env, leader()...)
+	eventually(t, 30*time.Second, "the new leader decides (status.lag refreshed)", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		if ac.Status.Lag == nil || ac.Status.Lag.MeasuredAt.Time.Before(handover) {
+			return fmt.Errorf("status.lag %+v", ac.Status.Lag)
+		}
+		return nil
+	})
+	t.Logf("the new leader decided %s after the hand-over; the window ends %s after it",
+		time.Since(handover).Round(time.Millisecond), time.Until(peak.Add(window)).Round(time.Millisecond))
+	for time.Until(peak.Add(window)) > 2*time.Second {
+		if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 4 {
+			t.Fatalf("the new leader scaled to %d (%v) %s before the window ended", ptr.Deref(dep.Spec.Replicas, -1), err, time.Until(peak.Add(window)).Round(time.Millisecond))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	waitReplicas(t, env, dep, 1, 20*time.Second, "scaled down once the window passed")
+	if err := get(t, env, ac); err != nil || len(ac.Status.ScaleDownPeaks) != 0 {
+		t.Fatalf("status.scaleDownPeaks after the scale-down: %+v (%v)", ac.Status.ScaleDownPeaks, err)
+	}
+}
