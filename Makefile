@@ -20,6 +20,7 @@ KUSTOMIZE_VERSION ?= v5.7.1
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 KUBECTL ?= kubectl
+CHART ?= charts/atlas-operator
 
 .DEFAULT_GOAL := help
 SHELL := /usr/bin/env bash -o pipefail
@@ -42,8 +43,15 @@ demo-down: ## Stop everything a `make demo` started.
 	bash hack/demo.sh down
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC manifests under config/.
+manifests: controller-gen ## Generate the CRD and RBAC manifests under config/, and copy them into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases
+	@# The same rules as a Role, for namespace scope (config/namespaced).
+	sed 's/^kind: ClusterRole$$/kind: Role/' config/rbac/role.yaml > config/rbac/namespaced/manager_role.yaml
+	@# The chart (charts/atlas-operator) renders the same CRDs and manager rules (one source).
+	rm -rf $(CHART)/files/crds $(CHART)/files/rbac
+	mkdir -p $(CHART)/files/crds $(CHART)/files/rbac
+	cp config/crd/bases/*.yaml $(CHART)/files/crds/
+	cp config/rbac/role.yaml $(CHART)/files/rbac/manager-role.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods.

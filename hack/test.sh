@@ -18,16 +18,18 @@ pkgs=("$@")
 started=$SECONDS
 hack/install-deps.sh
 
-log "step 1/5: envtest control plane (kube-apiserver + etcd)"
+log "step 1/5: envtest control plane (kube-apiserver + etcd), and helm"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
+ATLAS_TEST_HELM=$(hack/helm.sh)
+export ATLAS_TEST_HELM
 
 log "step 2/5: generated code and manifests, the installer (dist/install.yaml), gofmt"
-tree_sum() { find api config -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
+tree_sum() { find api config charts -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
 before=$(tree_sum)
 make --no-print-directory generate manifests build-installer >/dev/null
 if [[ $(tree_sum) != "$before" ]]; then
-  git --no-pager diff --stat -- api config >&2 || true
+  git --no-pager diff --stat -- api config charts >&2 || true
   die "generated code or manifests were out of date (now regenerated): review and commit them"
 fi
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
@@ -71,14 +72,14 @@ type cluster struct {
 }
 
 var shared struct {
-	once sync.Once
-	c    *cluster
-	err  error
+	connect, install       sync.Once
+	c                      *cluster
+	connectErr, installErr error
 }
 
-// theCluster returns the node with the operator installed from dist/install.yaml and
-// running, installing it on first use.
-func theCluster(t testing.TB) *cluster {
+// theNode returns the node, with or without an operator on it (the Helm chart's tests
+// install their own before the shared one is installed).
+func theNode(t testing.TB) *cluster {
 	t.Helper()
 	c := &cluster{
 		kubeconfig: infra.Require(t, envNodeKubeconfig, "Kubernetes node", howToGetNode),
@@ -87,24 +88,34 @@ func theCluster(t testing.TB) *cluster {
 		probeImage: infra.Require(t, envNodeProbeImage, "probe image on the node", howToGetNode),
 		kubectlBin: filepath.Join(infra.Require(t, infra.EnvKubebuilderAssets, "kubectl", "run `export KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)`"), "kubectl"),
 	}
-	root := infra.RepoRoot(t)
-	shared.once.Do(func() { shared.c, shared.err = c, c.install(root) })
-	if shared.err != nil {
-		t.Fatalf("install the operator on the node: %v", shared.err)
+	shared.connect.Do(func() { shared.c, shared.connectErr = c, c.connect() })
+	if shared.connectErr != nil {
+		t.Fatalf("connect to the node: %v", shared.connectErr)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			out, _ := shared.c.kubectlErr(nil, "-n", operatorNamespace, "logs", "deploy/"+operatorDeployment, "--tail", "40")
-			t.Logf("operator log (last lines):\n%s", out)
-		}
-	})
 	return shared.c
 }
 
-// install applies dist/install.yaml as a user does (`make build-installer` wrote it with
-// this image) and waits until the operator's Deployment is available and the CRD
-// established.
-func (c *cluster) install(root string) error {
+// theCluster returns the node with the operator installed from dist/install.yaml and
+// running, installing it on first use.
+func theCluster(t testing.TB) *cluster {
+	t.Helper()
+	c := theNode(t)
+	root := infra.RepoRoot(t)
+	shared.install.Do(func() { shared.installErr = c.install(root) })
+	if shared.installErr != nil {
+		t.Fatalf("install the operator on the node: %v", shared.installErr)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.kubectlErr(nil, "-n", operatorNamespace, "logs", "deploy/"+operatorDeployment, "--tail", "40")
+			t.Logf("operator log (last lines):\n%s", out)
+		}
+	})
+	return c
+}
+
+// connect makes the cluster's API client.
+func (c *cluster) connect() error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", c.kubeconfig, err)
@@ -116,9 +127,20 @@ func (c *cluster) install(root string) error {
 	if err := atlasv1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	if c.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c.client, err = client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
+	return nil
+}
+
+// install applies dist/install.yaml as a user does (`make build-installer` wrote it with
+// this image) and waits until the operator's Deployment is available and the CRD
+// established.
+func (c *cluster) install(root string) error {
 	installer := filepath.Join(root, "dist", "install.yaml")
 	raw, err := os.ReadFile(installer)
 	if err != nil {
@@ -183,7 +205,12 @@ const partitions = 6
 
 func newSystem(t testing.TB) *system {
 	t.Helper()
-	c := theCluster(t)
+	return newSystemOn(t, theCluster(t))
+}
+
+// newSystemOn makes a system on the cluster c, whichever operator manages it.
+func newSystemOn(t testing.TB, c *cluster) *system {
+	t.Helper()
 	s := &system{cluster: c}
 	s.ns = strings.ReplaceAll(infra.UniqueName(t, "e2e", 40), "_", "-")
 	s.topic = infra.NewTopic(t, partitions)
