@@ -69,6 +69,11 @@ if [[ $mode == test && ${#e2e_pkgs[@]} -gt 0 ]]; then
   unset KUBECONFIG # the node is for test/e2e; nothing else may pick it up by accident
   make --no-print-directory image IMG="$ATLAS_TEST_NODE_IMAGE" >/dev/null
   hack/node.sh load "$state/node" dist/atlas-image.tar
+  # The operator's next version, for the upgrade test: the same sources built as another version.
+  export ATLAS_TEST_NODE_NEXT_IMAGE=atlas-operator:next
+  make --no-print-directory image IMG="$ATLAS_TEST_NODE_NEXT_IMAGE" VERSION="$(git describe --tags --always --dirty 2>/dev/null || echo dev)-next" \
+    IMAGE_TAR=dist/atlas-image-next.tar >/dev/null
+  hack/node.sh load "$state/node" dist/atlas-image-next.tar
 else
   log "step 3/5: no end-to-end tests among the packages: no node"
 fi

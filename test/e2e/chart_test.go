@@ -9,6 +9,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -131,7 +132,8 @@ func TestHelmChartInstallsUpgradesAndUninstalls(t *testing.T) {
 
 	watched.applySample(t, "audit", nil)
 	watched.applySample(t, "indexer", nil)
-	unwatched.applySample(t, "audit", nil)
+	// The unwatched consumer pins its image: operator upgrades must leave it running.
+	unwatched.applySample(t, "audit", map[string]any{"image": c.image})
 	watched.waitRunning(t, "audit", 2, 3*time.Minute)
 	watched.waitRunning(t, "indexer", 1, 3*time.Minute)
 	watched.produce(t, 500, 1000)
@@ -141,7 +143,7 @@ func TestHelmChartInstallsUpgradesAndUninstalls(t *testing.T) {
 
 	// helm upgrade: a second watched namespace and another log level. The operator rolls;
 	// the consumers it already runs do not (their pods are the same).
-	before := map[string][]types.UID{"audit": watched.podUIDs(t, "audit"), "indexer": watched.podUIDs(t, "indexer")}
+	restarts := map[string][]types.UID{"audit": watched.podUIDs(t, "audit"), "indexer": watched.podUIDs(t, "indexer")}
 	c.helm(t, "upgrade", chartRelease, chart, "--namespace", chartNamespace, "--reuse-values",
 		"--set", "watchNamespaces={"+watched.ns+","+unwatched.ns+"}", "--set", "logLevel=debug", "--wait", "--timeout", "3m")
 	if out := c.helm(t, "status", chartRelease, "-n", chartNamespace, "-o", "json"); !strings.Contains(out, `"version":2`) || !strings.Contains(out, `"status":"deployed"`) {
@@ -151,10 +153,76 @@ func TestHelmChartInstallsUpgradesAndUninstalls(t *testing.T) {
 	c.canI(t, sa, map[string]string{"list secrets -n " + unwatched.ns: "yes", "get secrets -n kube-system": "no"})
 	watched.produce(t, 300, 1000)
 	watched.waitAudited(t, 800, 2*time.Minute)
-	for name, uids := range before {
+	for name, uids := range restarts {
 		if after := watched.podUIDs(t, name); !slices.Equal(uids, after) {
 			t.Errorf("the upgrade restarted %s: pods %v, then %v", name, uids, after)
 		}
+	}
+
+	// The operator's next version, under traffic: each consumer that runs the operator's
+	// image rolls once to the new one, nothing is lost or doubled, and the consumer that
+	// pins its image is not restarted.
+	next := infra.Require(t, envNodeNextImage, "the operator's next image on the node", howToGetNode)
+	nextRepo, nextTag, _ := strings.Cut(next, ":")
+	if nextRepo != repo {
+		t.Fatalf("%s=%s is not another tag of %s", envNodeNextImage, next, c.image)
+	}
+	rollouts := map[string]int{"audit": watched.replicaSets(t, "audit"), "indexer": watched.replicaSets(t, "indexer")}
+	pinned := unwatched.podUIDs(t, "audit")
+	producer := watched.produceCmd(t, 10_000, 2_000) // ~5 s of traffic
+	if err := producer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	c.helm(t, "upgrade", chartRelease, chart, "--namespace", chartNamespace, "--reuse-values",
+		"--set", "image.tag="+nextTag, "--wait", "--timeout", "3m")
+	t.Logf("helm upgrade to %s: %s", next, time.Since(start).Round(time.Millisecond))
+	if err := producer.Wait(); err != nil {
+		t.Fatalf("atlas produce: %v", err)
+	}
+	for name := range rollouts {
+		eventually(t, 3*time.Minute, name+" runs the next image", func() error {
+			pods := watched.pods(t, name)
+			for _, p := range pods {
+				if img := p.Spec.Containers[0].Image; img != next || !podReady(&p) || p.DeletionTimestamp != nil {
+					return fmt.Errorf("pod %s runs %s, ready %v", p.Name, img, podReady(&p))
+				}
+			}
+			if len(pods) == 0 {
+				return fmt.Errorf("no pods")
+			}
+			return nil
+		})
+	}
+	watched.waitAudited(t, 10_800, 3*time.Minute)
+	watched.waitIndexed(t, 3*time.Minute)
+	for name, before := range rollouts {
+		if after := watched.replicaSets(t, name); after != before+1 {
+			t.Errorf("%s rolled %d times for one operator upgrade, want once", name, after-before)
+		}
+	}
+	if after := unwatched.podUIDs(t, "audit"); !slices.Equal(pinned, after) {
+		t.Errorf("the upgrade restarted the consumer that pins its image: pods %v, then %v", pinned, after)
+	}
+
+	// A restart of the operator with nothing changed writes nothing (the indexer, which
+	// writes its measured lag, aside).
+	time.Sleep(3 * time.Second)
+	versions := func() map[string]string {
+		out := map[string]string{}
+		for _, s := range []*system{watched, unwatched} {
+			out[s.ns+"/AtlasConsumer audit"] = s.consumer(t, "audit").ResourceVersion
+			out[s.ns+"/Deployment audit"] = s.deployment(t, "audit").ResourceVersion
+		}
+		out[watched.ns+"/Deployment indexer"] = watched.deployment(t, "indexer").ResourceVersion
+		return out
+	}
+	before := versions()
+	c.kubectl(t, nil, "-n", chartNamespace, "rollout", "restart", "deploy/"+chartRelease+"-controller-manager")
+	c.kubectl(t, nil, "-n", chartNamespace, "rollout", "status", "deploy/"+chartRelease+"-controller-manager", "--timeout=2m")
+	time.Sleep(15 * time.Second) // the new operator's first reconciles of every consumer
+	if after := versions(); !maps.Equal(before, after) {
+		t.Errorf("a restart of the operator wrote: resourceVersions %v, then %v", before, after)
 	}
 
 	// helm uninstall: nothing of the release is left but the CRD (kept on purpose).
@@ -260,4 +328,23 @@ func TestNamespacedOverlayGrantsOnlyItsNamespace(t *testing.T) {
 	if err := c.client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: operatorDeployment}, &d); !apierrors.IsNotFound(err) {
 		t.Fatalf("the operator after kubectl delete -k: %v", err)
 	}
+}
+
+// replicaSets counts the ReplicaSets of the consumer's Deployment: one per rollout (the
+// Deployment keeps its old ones, revisionHistoryLimit permitting).
+func (s *system) replicaSets(t *testing.T, name string) int {
+	t.Helper()
+	var list appsv1.ReplicaSetList
+	if err := s.client.List(context.Background(), &list, client.InNamespace(s.ns)); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rs := range list.Items {
+		for _, o := range rs.OwnerReferences {
+			if o.Kind == "Deployment" && o.Name == name {
+				n++
+			}
+		}
+	}
+	return n
 }

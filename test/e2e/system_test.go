@@ -49,7 +49,9 @@ const (
 	envNodeHostIP     = "ATLAS_TEST_NODE_HOST_IP"
 	envNodeImage      = "ATLAS_TEST_NODE_IMAGE"
 	envNodeProbeImage = "ATLAS_TEST_NODE_PROBE_IMAGE"
-	howToGetNode      = "start a node with `eval \"$(hack/node.sh start /tmp/atlas-node)\"` (as root), " +
+	// envNodeNextImage is the operator's image built as another version, for the upgrade test.
+	envNodeNextImage = "ATLAS_TEST_NODE_NEXT_IMAGE"
+	howToGetNode     = "start a node with `eval \"$(hack/node.sh start /tmp/atlas-node)\"` (as root), " +
 		"load the image with `make image build-installer && hack/node.sh load /tmp/atlas-node dist/atlas-image.tar`, start the test stack " +
 		"with ATLAS_NODE_HOST_IP set (so pods reach it), and export " + envNodeKubeconfig + "=$KUBECONFIG " +
 		envNodeHostIP + "=$ATLAS_NODE_HOST_IP " + envNodeImage + "=atlas-operator:dev " + envNodeProbeImage + "=$ATLAS_NODE_PAUSE_IMAGE"
