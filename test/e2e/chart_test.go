@@ -110,6 +110,16 @@ func TestHelmChartInstallsUpgradesAndUninstalls(t *testing.T) {
 		_, _ = c.kubectlErr(nil, "delete", "namespace", chartNamespace, "--ignore-not-found", "--wait")
 	})
 
+	// A bad value fails `helm install` itself, naming the value, and installs nothing.
+	out, err := infra.RunHelm(t, []string{"KUBECONFIG=" + c.kubeconfig}, "install", chartRelease, chart, "--namespace", chartNamespace,
+		"--create-namespace", "--set", "replicaCount=-1")
+	if err == nil || !strings.Contains(err.Error(), "replicaCount") {
+		t.Fatalf("helm install with replicaCount=-1: %v %s", err, out)
+	}
+	if out, _ := c.kubectlErr(nil, "get", "namespace", chartNamespace, "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Fatalf("a refused helm install created %s", out)
+	}
+
 	start := time.Now()
 	c.helm(t, "install", chartRelease, chart, "--namespace", chartNamespace, "--create-namespace",
 		"--set", "image.repository="+repo, "--set", "image.tag="+tag, "--set", "image.pullPolicy=Never",
