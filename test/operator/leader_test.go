@@ -112,7 +112,14 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	waitReplicas(t, env, dep, 1, 20*time.Second, "scaled down once the window passed")
-	if err := get(t, env, ac); err != nil || len(ac.Status.ScaleDownPeaks) != 0 {
-		t.Fatalf("status.scaleDownPeaks after the scale-down: %+v (%v)", ac.Status.ScaleDownPeaks, err)
-	}
+	// (the status is written after the Deployment, in the same reconcile)
+	eventually(t, 10*time.Second, "no peaks left in the status", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		if len(ac.Status.ScaleDownPeaks) != 0 {
+			return fmt.Errorf("status.scaleDownPeaks %+v", ac.Status.ScaleDownPeaks)
+		}
+		return nil
+	})
 }
