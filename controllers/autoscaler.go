@@ -162,8 +162,10 @@ func kafkaConn(ac *atlasv1alpha1.AtlasConsumer, secrets secretValues) kafkaconn.
 // autoscaler keeps, per AtlasConsumer, what lag-driven scaling remembers between
 // reconciles: the recommendations of the stabilization window, and which measurement of
 // the poller it last decided on. The window's peaks also go to the status
-// (status.scaleDownPeaks), and a leader that has no memory of a consumer yet (a new one,
-// after a hand-over) starts from them: it never scales down before the window has passed.
+// (status.scaleDownPeaks, with the latest recommendation in status.recommendedReplicas),
+// and a leader that has no memory of a consumer yet (a new one, after a hand-over) starts
+// from them, the latest recommendation counted as made when it takes over: it never
+// scales down before the window has passed.
 type autoscaler struct {
 	poller *lagPoller
 	now    func() time.Time
@@ -229,7 +231,7 @@ func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Conf
 	defer a.mu.Unlock()
 	st, ok := a.states[key]
 	if !ok {
-		st = &scaleState{history: peaksFromStatus(ac.Status.ScaleDownPeaks)}
+		st = &scaleState{history: windowFromStatus(&ac.Status, a.now())}
 		if a.states == nil {
 			a.states = map[types.NamespacedName]*scaleState{}
 		}
@@ -252,11 +254,21 @@ func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Conf
 	return res
 }
 
-// peaksFromStatus reads status.scaleDownPeaks back into recommendations.
-func peaksFromStatus(peaks []atlasv1alpha1.ScaleRecommendation) []scaling.Recommendation {
+// windowFromStatus is what a leader taking over knows of the stabilization window: the
+// peaks of the status, and the latest recommendation (status.recommendedReplicas) as made
+// now, since it was being made until the hand-over. A peak dated after now (a skewed clock,
+// an edited status) counts as made now, so it cannot hold a scale-down back for ever.
+func windowFromStatus(st *atlasv1alpha1.AtlasConsumerStatus, now time.Time) []scaling.Recommendation {
 	var out []scaling.Recommendation
-	for _, p := range peaks {
-		out = append(out, scaling.Recommendation{At: p.Time.Time, Replicas: p.Replicas})
+	for _, p := range st.ScaleDownPeaks {
+		at := p.Time.Time
+		if at.After(now) {
+			at = now
+		}
+		out = append(out, scaling.Recommendation{At: at, Replicas: p.Replicas})
+	}
+	if st.RecommendedReplicas != nil {
+		out = append(out, scaling.Recommendation{At: now, Replicas: *st.RecommendedReplicas})
 	}
 	return out
 }

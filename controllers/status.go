@@ -166,7 +166,7 @@ func rolloutFailed(dep *appsv1.Deployment) (bool, string) {
 func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResult) {
 	if res == nil {
 		st.Lag = nil
-		st.ScaleDownPeaks = nil
+		st.ScaleDownPeaks, st.RecommendedReplicas = nil, nil
 		setCondition(st, gen, atlasv1alpha1.ConditionScalingActive, false, ReasonAutoscalingOff, "spec.autoscaling is not set: the replica count is spec.replicas")
 		meta.RemoveStatusCondition(&st.Conditions, atlasv1alpha1.ConditionScalingLimited)
 		return
@@ -179,9 +179,12 @@ func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResu
 	}
 	switch {
 	case d.ScalingActive.Reason == scaling.ReasonSuspended:
-		st.ScaleDownPeaks = nil
-	case res.lag != nil: // (without a lag nothing was decided: the peaks stay as they were)
+		st.ScaleDownPeaks, st.RecommendedReplicas = nil, nil
+	case res.lag != nil: // (without a lag nothing was decided: the window stays as it was)
 		st.ScaleDownPeaks = peaksStatus(d)
+		if rec, ok := d.Recommended(); ok {
+			st.RecommendedReplicas = &rec
+		}
 	}
 }
 

@@ -449,6 +449,13 @@ type AtlasConsumerStatus struct {
 	// +optional
 	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
 
+	// recommendedReplicas is the replica count the latest lag measurement asks for
+	// (autoscaling only); desiredReplicas stays higher while a scale-down waits for the
+	// stabilization window. A new operator leader treats it as recommended when it takes
+	// over, so the window runs from then at least.
+	// +optional
+	RecommendedReplicas *int32 `json:"recommendedReplicas,omitempty"`
+
 	// scaleDownPeaks are the autoscaling recommendations of the scale-down stabilization
 	// window that are higher than the latest one, each with the last time it was made
 	// (autoscaling only). The replicas do not go below the highest of them before the

@@ -139,6 +139,11 @@ func (in *AtlasConsumerStatus) DeepCopyInto(out *AtlasConsumerStatus) {
 		in, out := &in.LastScaleTime, &out.LastScaleTime
 		*out = (*in).DeepCopy()
 	}
+	if in.RecommendedReplicas != nil {
+		in, out := &in.RecommendedReplicas, &out.RecommendedReplicas
+		*out = new(int32)
+		**out = **in
+	}
 	if in.ScaleDownPeaks != nil {
 		in, out := &in.ScaleDownPeaks, &out.ScaleDownPeaks
 		*out = make([]ScaleRecommendation, len(*in))

@@ -186,6 +186,15 @@ func dropDominated(kept []Recommendation, replicas int32) []Recommendation {
 	return kept
 }
 
+// Recommended returns the latest recommendation (the replicas this measurement asks for),
+// false when the decision made none (suspended, or no lag to decide on).
+func (d Decision) Recommended() (int32, bool) {
+	if len(d.History) == 0 {
+		return 0, false
+	}
+	return d.History[len(d.History)-1].Replicas, true
+}
+
 // Peaks returns the recommendations of the window higher than the latest one (each with
 // the last time it was made): what holds a scale-down back. The operator keeps them in
 // the AtlasConsumer's status, so they survive a change of leader.

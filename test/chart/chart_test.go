@@ -286,6 +286,8 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"a namespace that cannot exist", []string{"--set", "watchNamespaces={Team_A}"}, []string{"watchNamespaces", "Team_A"}},
 		{"an unknown log level", []string{"--set", "logLevel=verbose"}, []string{"logLevel", "verbose"}},
 		{"two replicas without a leader", []string{"--set", "replicaCount=2,leaderElection.enabled=false"}, []string{"replicaCount > 1 needs leaderElection.enabled"}},
+		{"a pod label the selector owns", []string{"--set", "podLabels.control-plane=other"}, []string{"podLabels", "control-plane"}},
+		{"an all-digit tag given as a number", []string{"--set", "image.tag=20261201"}, []string{"image/tag", "string"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			objs, err := render(t, tc.args...)

@@ -108,6 +108,7 @@ func TestHelmChartInstallsUpgradesAndUninstalls(t *testing.T) {
 		// whatever happened: no release, no namespace, no CRD left for the next tests
 		_, _ = infra.RunHelm(t, []string{"KUBECONFIG=" + c.kubeconfig}, "uninstall", chartRelease, "-n", chartNamespace, "--ignore-not-found", "--wait")
 		_, _ = c.kubectlErr(nil, "delete", "namespace", chartNamespace, "--ignore-not-found", "--wait")
+		_, _ = c.kubectlErr(nil, "delete", "crd", crdName, "--ignore-not-found", "--wait", "--timeout=2m")
 	})
 
 	// A bad value fails `helm install` itself, naming the value, and installs nothing.

@@ -18,12 +18,14 @@ import (
 	"github.com/atlas-platform/atlas-operator/test/kube"
 )
 
-// A new leader honours the scale-down stabilization window of the old one: the operator
+// A new leader honours the scale-down stabilization window of the old one. The operator
 // (the real `atlas manager` with --leader-elect, on an API server of its own) scales an
-// AtlasConsumer up on lag; the lag drains, the scale-down is deferred, and the leader is
-// stopped; the next leader keeps the replicas until the window has passed since the last
-// recommendation of the higher count (status.scaleDownPeaks), then scales down. A leader
-// that kept the window in memory only would scale down at its first decision.
+// AtlasConsumer up on lag and is stopped at steady state; the lag drains while no leader
+// runs. The second leader counts the latest recommendation (status.recommendedReplicas)
+// as made when it took over, so it keeps the replicas a whole window, then it is stopped
+// in the middle of that window; the third keeps them until the window has passed since
+// the last recommendation of the higher count (status.scaleDownPeaks), then scales down.
+// A leader that kept the window in memory only would scale down at its first decision.
 func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	t.Parallel()
 	env, err := kube.StartEnv(infra.RepoRoot(t))
@@ -40,7 +42,7 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	ac := auditConsumer("consumers", "scaled")
 	ac.Spec.Replicas = nil
 	ac.Spec.Kafka = atlasv1alpha1.KafkaSpec{BootstrapServers: infra.KafkaBrokers(t), Topic: topic, GroupID: group}
-	const window = 45 * time.Second
+	const window = 50 * time.Second
 	ac.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{
 		MinReplicas: ptr.To[int32](1), MaxReplicas: 10, LagPerReplica: 100,
 		PollInterval:           &metav1.Duration{Duration: 5 * time.Second},
@@ -65,6 +67,19 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	}
 	waitReplicas(t, env, dep, 4, 30*time.Second, "scaled up on a lag of 400")
 
+	eventually(t, 20*time.Second, "a steady recommendation of 4 in the status", func() error {
+		if err := get(t, env, ac); err != nil {
+			return err
+		}
+		if r := ac.Status.RecommendedReplicas; r == nil || *r != 4 || len(ac.Status.ScaleDownPeaks) != 0 {
+			return fmt.Errorf("recommended %v, peaks %+v", r, ac.Status.ScaleDownPeaks)
+		}
+		return nil
+	})
+
+	// The first leader goes (it releases its Lease on the way out); the lag drains before
+	// the next one runs.
+	stopProcess(first)
 	adm := kadm.NewClient(cl)
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
@@ -75,8 +90,9 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	if resp, err := adm.CommitOffsets(ctx, group, offsets); err != nil || resp.Error() != nil {
 		t.Fatalf("commit end offsets: %v %v", err, resp.Error())
 	}
+	second := startManagerProcess(t, env, leader()...)
 	var peak time.Time
-	eventually(t, 20*time.Second, "the scale-down deferred, with its peak in the status", func() error {
+	eventually(t, 30*time.Second, "the second leader defers the scale-down", func() error {
 		if err := get(t, env, ac); err != nil {
 			return err
 		}
@@ -89,12 +105,18 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 		peak = ac.Status.ScaleDownPeaks[0].Time.Time
 		return nil
 	})
-
-	// The leader goes (it releases its Lease on the way out); the next one takes over.
-	stopProcess(first)
+	// Half the window under the second leader, the rest under a third.
+	deadline := time.Now().Add(time.Until(peak.Add(window)) / 2)
+	for time.Now().Before(deadline) {
+		if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 4 {
+			t.Fatalf("the second leader scaled to %d (%v) inside the window", ptr.Deref(dep.Spec.Replicas, -1), err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	stopProcess(second)
 	handover := time.Now()
 	startManagerProcess(t, env, leader()...)
-	eventually(t, 30*time.Second, "the new leader decides (status.lag refreshed)", func() error {
+	eventually(t, 30*time.Second, "the third leader decides (status.lag refreshed)", func() error {
 		if err := get(t, env, ac); err != nil {
 			return err
 		}
@@ -103,11 +125,14 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("the new leader decided %s after the hand-over; the window ends %s after it",
+	t.Logf("the third leader decided %s after the hand-over; the window ends %s after it",
 		time.Since(handover).Round(time.Millisecond), time.Until(peak.Add(window)).Round(time.Millisecond))
+	if left := time.Until(peak.Add(window)); left < 8*time.Second {
+		t.Fatalf("only %s of the window left to watch under the third leader: make it longer", left)
+	}
 	for time.Until(peak.Add(window)) > 2*time.Second {
 		if err := get(t, env, dep); err != nil || *dep.Spec.Replicas != 4 {
-			t.Fatalf("the new leader scaled to %d (%v) %s before the window ended", ptr.Deref(dep.Spec.Replicas, -1), err, time.Until(peak.Add(window)).Round(time.Millisecond))
+			t.Fatalf("the third leader scaled to %d (%v) %s before the window ended", ptr.Deref(dep.Spec.Replicas, -1), err, time.Until(peak.Add(window)).Round(time.Millisecond))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
