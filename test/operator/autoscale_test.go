@@ -25,7 +25,6 @@ import (
 func TestAutoscalingFollowsLag(t *testing.T) {
 	t.Parallel()
 	env := operatorEnv(t)
-	ctx := context.Background()
 	topic := infra.NewTopic(t, 4)
 	group := infra.NewGroup(t)
 	ns := newNamespace(t, env)
@@ -45,14 +44,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 	waitReplicas(t, env, dep, 1, timeoutCreate, "Deployment at minReplicas on an empty topic")
 
 	// 1,000 records round-robin over 4 partitions: a lag of 1,000 asks for 10 replicas.
-	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	var recs []*kgo.Record
-	for i := range 1000 {
-		recs = append(recs, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "event %d", i)})
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cl := publishRoundRobin(t, topic, 1000)
 	waitReplicas(t, env, dep, 4, 30*time.Second, "scaled up to the partition count")
 	eventually(t, 10*time.Second, "status reports the scale-up", func() error {
 		if err := get(t, env, ac); err != nil {
@@ -75,20 +67,7 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 	assertEvent(t, env, ns, "scaled", "ScaledUp", "scaled from 1 to 4 replicas: lag 1000 over 4 partitions")
 
 	// The group consumes everything: commit the end offsets.
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offsets := kadm.Offsets{}
-	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(topic, o.Partition, o.Offset, -1) })
-	resp, err := adm.CommitOffsets(ctx, group, offsets)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("commit end offsets: %v", err)
-	}
+	commitEndOffsets(t, cl, topic, group)
 	drained := time.Now()
 	eventually(t, 20*time.Second, "scale-down deferred by the window", func() error {
 		if err := get(t, env, ac); err != nil {
@@ -105,6 +84,42 @@ func TestAutoscalingFollowsLag(t *testing.T) {
 		t.Errorf("scaled down %s after the lag drained; the window is %s", elapsed, window)
 	}
 	assertEvent(t, env, ns, "scaled", "ScaledDown", "scaled from 4 to 1 replicas")
+}
+
+// publishRoundRobin publishes n records spread evenly over the topic's partitions and
+// returns the client it used.
+func publishRoundRobin(t testing.TB, topic string, n int) *kgo.Client {
+	t.Helper()
+	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "event %d", i)})
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// commitEndOffsets commits the topic's end offsets for the group, as if it had consumed
+// everything: its lag drops to zero.
+func commitEndOffsets(t testing.TB, cl *kgo.Client, topic, group string) {
+	t.Helper()
+	ctx := context.Background()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offsets := kadm.Offsets{}
+	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(topic, o.Partition, o.Offset, -1) })
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("commit end offsets: %v", err)
+	}
 }
 
 // TestLagUnavailableKeepsReplicas: when the brokers cannot be reached the lag is not

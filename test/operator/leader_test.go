@@ -1,13 +1,10 @@
 package operator_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,7 +30,6 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	ctx := context.Background()
 	for _, ns := range []string{"atlas-system", "consumers"} {
 		mustCreate(t, env, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
@@ -57,14 +53,7 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "consumers", Name: "scaled"}}
 	waitReplicas(t, env, dep, 1, timeoutCreate, "Deployment at minReplicas on an empty topic")
 
-	cl := infra.KafkaClient(t, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
-	var recs []*kgo.Record
-	for i := range 400 {
-		recs = append(recs, &kgo.Record{Topic: topic, Value: fmt.Appendf(nil, "event %d", i)})
-	}
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	cl := publishRoundRobin(t, topic, 400)
 	waitReplicas(t, env, dep, 4, 30*time.Second, "scaled up on a lag of 400")
 
 	eventually(t, 20*time.Second, "a steady recommendation of 4 in the status", func() error {
@@ -80,16 +69,7 @@ func TestANewLeaderHonoursTheStabilizationWindow(t *testing.T) {
 	// The first leader goes (it releases its Lease on the way out); the lag drains before
 	// the next one runs.
 	stopProcess(first)
-	adm := kadm.NewClient(cl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	offsets := kadm.Offsets{}
-	ends.Each(func(o kadm.ListedOffset) { offsets.AddOffset(topic, o.Partition, o.Offset, -1) })
-	if resp, err := adm.CommitOffsets(ctx, group, offsets); err != nil || resp.Error() != nil {
-		t.Fatalf("commit end offsets: %v %v", err, resp.Error())
-	}
+	commitEndOffsets(t, cl, topic, group)
 	second := startManagerProcess(t, env, leader()...)
 	var peak time.Time
 	eventually(t, 30*time.Second, "the second leader defers the scale-down", func() error {

@@ -19,18 +19,7 @@ import (
 func startManagerProcess(t testing.TB, env *kube.Env, args ...string) *exec.Cmd {
 	t.Helper()
 	bin := infra.AtlasBinary(t)
-	user, err := env.Env.AddUser(envtest.User{Name: "operator", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := adminKubeconfig(t, env, "operator")
 	cmd := exec.Command(bin, append([]string{"manager", "--kubeconfig", path, "--consumer-image", testImage}, args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -54,4 +43,23 @@ func stopProcess(cmd *exec.Cmd) {
 		_ = cmd.Process.Kill()
 		<-done
 	}
+}
+
+// adminKubeconfig writes a kubeconfig for the user name in system:masters on the envtest
+// API server and returns its path.
+func adminKubeconfig(t testing.TB, env *kube.Env, name string) string {
+	t.Helper()
+	user, err := env.Env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
