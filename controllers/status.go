@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -175,7 +176,7 @@ func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResu
 	setCondition(st, gen, atlasv1alpha1.ConditionScalingActive, d.ScalingActive.Status, d.ScalingActive.Reason, d.ScalingActive.Message)
 	setCondition(st, gen, atlasv1alpha1.ConditionScalingLimited, d.ScalingLimited.Status, d.ScalingLimited.Reason, d.ScalingLimited.Message)
 	if res.lag != nil && res.fresh {
-		st.Lag = lagStatus(*res.lag, d.Excluded)
+		st.Lag = nextLagStatus(st.Lag, lagStatus(*res.lag, d.Excluded))
 	}
 	switch {
 	case d.ScalingActive.Reason == scaling.ReasonSuspended:
@@ -186,6 +187,20 @@ func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResu
 			st.RecommendedReplicas = &rec
 		}
 	}
+}
+
+// nextLagStatus is the status.lag to write after a measurement: the old one while every
+// figure is the same, so a steady lag (an idle topic, a group keeping up) writes nothing at
+// every poll, and Flux or Argo CD beside the operator see an object at rest. measuredAt
+// therefore says since when the lag has held these figures; whether it is still measured
+// is the ScalingActive condition's to say (LagUnavailable when it is not).
+func nextLagStatus(old, measured *atlasv1alpha1.LagStatus) *atlasv1alpha1.LagStatus {
+	if old != nil && old.Total == measured.Total && old.Partitions == measured.Partitions &&
+		old.LaggingPartitions == measured.LaggingPartitions && old.Max == measured.Max &&
+		slices.Equal(old.Top, measured.Top) && slices.Equal(old.ExcludedPartitions, measured.ExcludedPartitions) {
+		return old
+	}
+	return measured
 }
 
 // topPartitions is how many of the laggiest partitions status.lag lists.

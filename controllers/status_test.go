@@ -102,3 +102,40 @@ func TestLagStatusListsTheLaggiest(t *testing.T) {
 		t.Fatalf("measuredAt %v excluded %v", ls.MeasuredAt, ls.ExcludedPartitions)
 	}
 }
+
+// A steady lag keeps the status.lag it had (no write at every poll); any changed figure
+// replaces it, with its new measuredAt.
+func TestNextLagStatusChangesOnlyWithTheFigures(t *testing.T) {
+	measure := func(at int64, lags ...int64) *atlasv1alpha1.LagStatus {
+		lag := scaling.Lag{MeasuredAt: time.Unix(at, 0)}
+		for p, l := range lags {
+			lag.Total += l
+			lag.Partitions = append(lag.Partitions, scaling.PartitionLag{Partition: int32(p), Lag: l})
+		}
+		return lagStatus(lag, nil)
+	}
+	first := measure(1000, 0, 4, 1)
+	for _, tc := range []struct {
+		name     string
+		old, now *atlasv1alpha1.LagStatus
+		keep     bool
+	}{
+		{"first measurement", nil, first, false},
+		{"same figures later", first, measure(1030, 0, 4, 1), true},
+		{"same total elsewhere", first, measure(1030, 4, 0, 1), false},
+		{"total changed", first, measure(1030, 0, 4, 2), false},
+		{"a partition more", first, measure(1030, 0, 4, 1, 0), false},
+		{"excluded partitions changed", first, lagStatus(scaling.Lag{Total: 5, MeasuredAt: time.Unix(1030, 0),
+			Partitions: []scaling.PartitionLag{{Partition: 0}, {Partition: 1, Lag: 4}, {Partition: 2, Lag: 1}}}, []int32{1}), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := nextLagStatus(tc.old, tc.now)
+			if tc.keep && got != tc.old {
+				t.Fatalf("replaced %+v with %+v", tc.old, got)
+			}
+			if !tc.keep && got != tc.now {
+				t.Fatalf("kept %+v instead of %+v", tc.old, tc.now)
+			}
+		})
+	}
+}

@@ -377,7 +377,9 @@ type LagStatus struct {
 	// excludedPartitions are stuck partitions left out of the scaling lag.
 	// +optional
 	ExcludedPartitions []int32 `json:"excludedPartitions,omitempty"`
-	// measuredAt is when the lag was read.
+	// measuredAt is when the lag was read with these figures. status.lag is rewritten only
+	// when a figure changes, so a steady lag costs no write per poll; the ScalingActive
+	// condition says whether the lag is still being read.
 	MeasuredAt metav1.Time `json:"measuredAt"`
 }
 
@@ -502,7 +504,11 @@ type AtlasConsumer struct {
 	Spec AtlasConsumerSpec `json:"spec"`
 
 	// status is the observed state of the AtlasConsumer, written by the operator.
+	// Until the operator first writes it, the API server shows observedGeneration 0, so a
+	// new AtlasConsumer reads as in progress, not as current, to kstatus (Flux, kpt) and to
+	// the Argo CD health check: a GitOps sync waiting for health waits for the operator.
 	// +optional
+	// +kubebuilder:default={observedGeneration: 0}
 	Status AtlasConsumerStatus `json:"status,omitempty"`
 }
 
