@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, builds (or takes from the cache) the envtest
-# control plane, starts a real single-node Kubernetes with the project's image on it (when
+# control plane, starts a real single-node Kubernetes with the project's image and Flux's
+# source- and kustomize-controller images on it (when
 # the end-to-end tests are among the packages; needs root), real Postgres, Apache Kafka,
 # Elasticsearch 8 and OpenSearch (2.19 and 3.x) servers, runs every Go test against them, and
 # stops everything it started, also on failure or Ctrl-C.
@@ -18,11 +19,15 @@ pkgs=("$@")
 started=$SECONDS
 hack/install-deps.sh
 
-log "step 1/5: envtest control plane (kube-apiserver + etcd), and helm"
+log "step 1/5: envtest control plane (kube-apiserver + etcd), helm, and Flux's controllers"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
 ATLAS_TEST_HELM=$(hack/helm.sh)
 export ATLAS_TEST_HELM
+flux_dir=""
+if [[ $mode == test ]] && go list "${pkgs[@]}" | grep -q '/test/e2e$'; then
+  flux_dir=$(hack/flux.sh)
+fi
 
 log "step 2/5: generated code and manifests, the installer (dist/install.yaml), gofmt"
 tree_sum() { find api config charts -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
@@ -74,6 +79,10 @@ if [[ $mode == test && ${#e2e_pkgs[@]} -gt 0 ]]; then
   make --no-print-directory image IMG="$ATLAS_TEST_NODE_NEXT_IMAGE" VERSION="$(git describe --tags --always --dirty 2>/dev/null || echo dev)-next" \
     IMAGE_TAR=dist/atlas-image-next.tar >/dev/null
   hack/node.sh load "$state/node" dist/atlas-image-next.tar
+  # Flux's source-controller and kustomize-controller, for the GitOps test (built in step 1).
+  export ATLAS_TEST_FLUX_DIR=$flux_dir
+  hack/node.sh load "$state/node" "$flux_dir/source-controller-image.tar"
+  hack/node.sh load "$state/node" "$flux_dir/kustomize-controller-image.tar"
 else
   log "step 3/5: no end-to-end tests among the packages: no node"
 fi

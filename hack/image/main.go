@@ -12,6 +12,10 @@
 // Timestamps come from SOURCE_DATE_EPOCH (0 when unset), so the same binary gives the
 // same image digest.
 //
+// --path, --cmd and --title pack another static program into the same image instead
+// (hack/flux.sh packs Flux's controllers for the e2e tests this way): the binary goes to
+// --path, which is also the ENTRYPOINT, and --cmd is the CMD (none when empty).
+//
 // Output formats (--format):
 //
 //	oci     (default) an OCI image layout in a tar, plus a Docker manifest.json that points
@@ -73,6 +77,11 @@ type options struct {
 	format   string
 	caBundle string
 	source   string
+	// path, cmd and title let the same builder pack another static program (the e2e tests'
+	// Flux controllers, hack/flux.sh) into the same minimal image.
+	path  string
+	cmd   string
+	title string
 }
 
 func main() {
@@ -81,7 +90,10 @@ func main() {
 	if defaultArch == "" {
 		defaultArch = runtime.GOARCH
 	}
-	flag.StringVar(&o.binary, "binary", "", "the static linux binary to put at /atlas (required)")
+	flag.StringVar(&o.binary, "binary", "", "the static linux binary to put in the image at --path (required)")
+	flag.StringVar(&o.path, "path", binaryPath, "where the binary goes in the image; also the ENTRYPOINT")
+	flag.StringVar(&o.cmd, "cmd", "manager", "the image's CMD: space-separated arguments, none when empty")
+	flag.StringVar(&o.title, "title", "atlas-operator", "the title label (org.opencontainers.image.title)")
 	flag.StringVar(&o.output, "output", "dist/atlas-image.tar", "the image tarball to write")
 	flag.StringVar(&o.tag, "tag", "atlas-operator:dev", "the image name recorded in the tarball")
 	flag.StringVar(&o.version, "version", "dev", "the version label (org.opencontainers.image.version)")
@@ -106,6 +118,9 @@ func fatal(err error) {
 func run(o options) error {
 	if o.binary == "" {
 		return errors.New("--binary is required")
+	}
+	if !path.IsAbs(o.path) || path.Clean(o.path) != o.path || strings.Count(o.path, "/") != 1 {
+		return fmt.Errorf("--path %q: want a file at the image's root, like /atlas", o.path)
 	}
 	if o.format != "oci" && o.format != "docker" {
 		return fmt.Errorf("--format %q: want oci or docker", o.format)
@@ -134,7 +149,7 @@ func run(o options) error {
 		return fmt.Errorf("reading the CA bundle: %w", err)
 	}
 
-	layerTar, err := rootFS(bin, ca, epoch)
+	layerTar, err := rootFS(strings.TrimPrefix(o.path, "/"), bin, ca, epoch)
 	if err != nil {
 		return fmt.Errorf("building the root filesystem: %w", err)
 	}
@@ -211,7 +226,7 @@ func checkStaticELF(bin []byte, arch string) error {
 }
 
 // rootFS is the image's only layer: an uncompressed tar with deterministic headers.
-func rootFS(bin, ca []byte, mtime time.Time) ([]byte, error) {
+func rootFS(binName string, bin, ca []byte, mtime time.Time) ([]byte, error) {
 	type entry struct {
 		path    string
 		mode    int64
@@ -224,7 +239,7 @@ func rootFS(bin, ca []byte, mtime time.Time) ([]byte, error) {
 		"nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n"
 	group := "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n"
 	entries := []entry{
-		{path: "atlas", mode: 0o755, content: bin},
+		{path: binName, mode: 0o755, content: bin},
 		{path: "etc", mode: 0o755, dir: true},
 		{path: "etc/passwd", mode: 0o644, content: []byte(passwd)},
 		{path: "etc/group", mode: 0o644, content: []byte(group)},
@@ -307,13 +322,13 @@ func buildImage(layerTar []byte, withCA bool, o options, created time.Time) (v1.
 	cf.Created = v1.Time{Time: created}
 	cf.Config = v1.Config{
 		User:       fmt.Sprintf("%d:%d", nonrootUID, nonrootUID),
-		Entrypoint: []string{binaryPath},
-		Cmd:        []string{"manager"},
+		Entrypoint: []string{o.path},
+		Cmd:        strings.Fields(o.cmd),
 		WorkingDir: "/",
 		Labels: map[string]string{
 			"org.opencontainers.image.source":  o.source,
 			"org.opencontainers.image.version": o.version,
-			"org.opencontainers.image.title":   "atlas-operator",
+			"org.opencontainers.image.title":   o.title,
 		},
 	}
 	if withCA {

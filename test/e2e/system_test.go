@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
@@ -118,6 +120,9 @@ func theCluster(t testing.TB) *cluster {
 
 // connect makes the cluster's API client.
 func (c *cluster) connect() error {
+	// controller-runtime's client logs only its own warnings, which the tests do not read;
+	// without a logger it prints a stack trace the first time.
+	ctrllog.SetLogger(logr.Discard())
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubeconfig %s: %w", c.kubeconfig, err)
@@ -275,6 +280,17 @@ func withHost(t testing.TB, raw, host string) string {
 // fields in set (dotted paths under spec, e.g. "autoscaling.lagPerReplica"; nil removes one).
 func (s *system) applySample(t testing.TB, name string, set map[string]any) {
 	t.Helper()
+	doc, err := json.Marshal(s.sample(t, name, set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.kubectl(t, doc, "-n", s.ns, "apply", "--server-side", "-f", "-")
+}
+
+// sample is config/samples/events_v1alpha1_atlasconsumer_<name>.yaml as applySample
+// applies it.
+func (s *system) sample(t testing.TB, name string, set map[string]any) map[string]any {
+	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(infra.RepoRoot(t), "config", "samples", "events_v1alpha1_atlasconsumer_"+name+".yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -311,11 +327,7 @@ func (s *system) applySample(t testing.TB, name string, set map[string]any) {
 			t.Fatalf("set spec.%s: %v", path, err)
 		}
 	}
-	doc, err := json.Marshal(obj.Object)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.kubectl(t, doc, "-n", s.ns, "apply", "--server-side", "-f", "-")
+	return obj.Object
 }
 
 func toAny(strs []string) []any {
