@@ -80,6 +80,11 @@ func NewSink(pool *pgxpool.Pool, writers int, log *slog.Logger, m *observe.Metri
 // Name implements runner.Sink.
 func (s *Sink) Name() string { return "postgres" }
 
+// KnownSeries: Postgres can refuse a value (runner.KnownSeries).
+func (s *Sink) KnownSeries() (deadLetterReasons, dependencies []string) {
+	return []string{KindUnstorable}, nil
+}
+
 // Apply implements runner.Sink. It inserts the batch in one statement. When Postgres
 // rejects the data of some row (not the connection), it isolates the culprits by
 // inserting row by row and returns them as rejections.

@@ -145,6 +145,12 @@ func NewSink(cfg Config, pool *pgxpool.Pool, es *elasticsearch.Client, log *slog
 // Name implements runner.Sink.
 func (s *Sink) Name() string { return DependencySearch }
 
+// KnownSeries: the indexer's own dead-letter reasons, and Postgres besides the search
+// server (runner.KnownSeries).
+func (s *Sink) KnownSeries() (deadLetterReasons, dependencies []string) {
+	return []string{KindIndexRejected, KindItemMissing, KindUnreadableEntity}, []string{DependencyPostgres}
+}
+
 // plan is a batch's read work: the item events the target does not hold yet, grouped by
 // item, and the items' current state. ReadAhead makes it ahead of time, while the previous
 // batch is still being written.

@@ -10,6 +10,8 @@ import (
 // Metrics are the series every consumer exports, labelled consumer="<mode>".
 // Sinks register their own series (inserted, duplicates, indexed, ...) on Registry.
 type Metrics struct {
+	// Mode is the consumer's mode ("audit", "indexer"), the label "consumer" of every series.
+	Mode     string
 	Registry *prometheus.Registry
 
 	Consumed       prometheus.Counter
@@ -30,6 +32,7 @@ func NewMetrics(mode string) *Metrics {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labels := prometheus.Labels{"consumer": mode}
 	m := &Metrics{
+		Mode:     mode,
 		Registry: reg,
 		Consumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "atlas_consumer_records_consumed_total", ConstLabels: labels,
@@ -76,4 +79,17 @@ func NewMetrics(mode string) *Metrics {
 	}
 	reg.MustRegister(m.Consumed, m.Skipped, m.DeadLettered, m.Retries, m.CommitFailures, m.Committed, m.BatchSize, m.BatchDuration, m.Lag, m.TopicMissing)
 	return m
+}
+
+// Known creates the series of the dead-letter reasons and retried dependencies a consumer
+// can report, at zero, before the first one happens: a dashboard shows them from the
+// start, and an alert on increase() sees the first dead letter (a series born at 1 has no
+// earlier sample to increase from, so increase() would miss it).
+func (m *Metrics) Known(reasons, dependencies []string) {
+	for _, r := range reasons {
+		m.DeadLettered.WithLabelValues(r)
+	}
+	for _, d := range dependencies {
+		m.Retries.WithLabelValues(d)
+	}
 }

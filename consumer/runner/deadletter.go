@@ -41,7 +41,7 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 		}
 		r.log.Error("dead-lettering a record", attrs...)
 	}
-	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("dead-letter"), func(ctx context.Context) error {
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(DependencyDeadLetter), func(ctx context.Context) error {
 		results := r.client.ProduceSync(ctx, pending...)
 		var failed []*kgo.Record
 		var firstErr error
@@ -68,7 +68,7 @@ func (r *Runner) deadLetter(ctx context.Context, rejected []Rejection) error {
 	if err != nil {
 		return err
 	}
-	r.ready.Set("dead-letter", nil)
+	r.ready.Set(DependencyDeadLetter, nil)
 	for _, rj := range rejected {
 		r.metrics.DeadLettered.WithLabelValues(rj.Kind).Inc()
 	}

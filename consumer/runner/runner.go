@@ -21,7 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"github.com/twmb/franz-go/plugin/kslog"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
@@ -48,10 +51,21 @@ type Rejection struct {
 
 // Rejection kinds the runner itself produces; sinks add their own.
 const (
+	// DependencyKafka and DependencyDeadLetter name what the runner itself retries (in
+	// logs, atlas_consumer_retries_total and /readyz).
+	DependencyKafka      = "kafka"
+	DependencyDeadLetter = "dead-letter"
+
 	KindNotJSON         = "not-json"
 	KindInvalidEnvelope = "invalid-envelope"
 	KindTooLarge        = "too-large"
 )
+
+// KnownSeries is implemented by a sink with dead-letter reasons or retried dependencies
+// of its own (besides its Name), so their series exist from the start (observe.Metrics.Known).
+type KnownSeries interface {
+	KnownSeries() (deadLetterReasons, dependencies []string)
+}
 
 // Sink applies valid events to the consumer's store.
 type Sink interface {
@@ -183,6 +197,12 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 		cfg.Backoff = backoff.Default
 	}
 	r := &Runner{cfg: cfg, sink: sink, log: log, metrics: metrics, ready: ready}
+	reasons, deps := []string{KindNotJSON, KindInvalidEnvelope, KindTooLarge}, []string{DependencyKafka, DependencyDeadLetter, sink.Name()}
+	if k, ok := sink.(KnownSeries); ok {
+		sr, sd := k.KnownSeries()
+		reasons, deps = append(reasons, sr...), append(deps, sd...)
+	}
+	metrics.Known(reasons, deps)
 	base, err := cfg.Kafka.Opts()
 	if err != nil {
 		return nil, err
@@ -205,7 +225,12 @@ func New(cfg Config, sink Sink, log *slog.Logger, metrics *observe.Metrics, read
 		kgo.FetchMaxBytes(cfg.FetchMaxBytes),
 		kgo.ProducerBatchMaxBytes(produceMax),
 		kgo.RecordDeliveryTimeout(30*time.Second),
-		kgo.WithLogger(kafkaLogger{log.With("component", "kafka")}),
+		// franz-go's own plugins: its log lines through slog, and its client metrics (connects,
+		// request latency, bytes and records fetched and produced, per broker) as
+		// atlas_consumer_kafka_* on the consumer's registry.
+		kgo.WithLogger(kslog.New(log.With("component", "kafka"))),
+		kgo.WithHooks(kprom.NewMetrics("atlas_consumer", kprom.Subsystem("kafka"), kprom.Registry(metrics.Registry),
+			kprom.WithStaticLabel(prometheus.Labels{"consumer": metrics.Mode}))),
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onRevoked),
@@ -230,7 +255,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.ShutdownTimeout, cancelWork) })
 	defer stopTimer()
 
-	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("kafka"), func(ctx context.Context) error {
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(DependencyKafka), func(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := r.client.Ping(pctx); err != nil {
@@ -242,7 +267,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.leave(work)
 		return nil // ctx ended before the brokers answered: nothing to finish
 	}
-	r.ready.Set("kafka", nil)
+	r.ready.Set(DependencyKafka, nil)
 	go r.watchTopics(ctx)
 	r.ready.MarkStarted()
 	r.log.Info("consuming", "topic", r.cfg.Topic, "group", r.cfg.Group, "dead_letter_topic", r.cfg.DeadLetterTopic,
@@ -354,7 +379,7 @@ func (r *Runner) checkBrokers(ctx context.Context) {
 		err = fmt.Errorf("no broker answers: %w", err)
 		r.log.Warn("kafka unavailable", "error", err)
 	}
-	r.ready.Set("kafka", err)
+	r.ready.Set(DependencyKafka, err)
 }
 
 func (r *Runner) sleep(ctx context.Context, d time.Duration) {
@@ -378,12 +403,12 @@ func (r *Runner) fetchErrors(fetches kgo.Fetches) bool {
 		failed = err
 	})
 	if failed != nil {
-		r.ready.Set("kafka", failed)
-		r.metrics.Retries.WithLabelValues("kafka").Inc()
+		r.ready.Set(DependencyKafka, failed)
+		r.metrics.Retries.WithLabelValues(DependencyKafka).Inc()
 		return true
 	}
 	if fetches.NumRecords() > 0 {
-		r.ready.Set("kafka", nil)
+		r.ready.Set(DependencyKafka, nil)
 	}
 	return false
 }
@@ -555,7 +580,7 @@ func (r *Runner) decodeRecords(records []*kgo.Record) ([]Message, []Rejection) {
 // committed offset, which the sink's idempotence absorbs.
 func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
 	records = append(r.takeRefused(), records...)
-	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry("kafka"), func(ctx context.Context) error {
+	err := backoff.Retry(ctx, r.cfg.Backoff, r.onRetry(DependencyKafka), func(ctx context.Context) error {
 		err := r.client.CommitRecords(ctx, records...)
 		if err == nil {
 			return nil
@@ -568,7 +593,7 @@ func (r *Runner) commit(ctx context.Context, records []*kgo.Record) error {
 	})
 	switch {
 	case err == nil:
-		r.ready.Set("kafka", nil)
+		r.ready.Set(DependencyKafka, nil)
 		r.metrics.Committed.Inc()
 		return nil
 	case errors.Is(err, errGroupMovedOn):
