@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,6 +36,7 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -49,7 +51,7 @@ const (
 const secretIndex = "spec.secretNames"
 
 // Reconciler reconciles an AtlasConsumer into the consumer Deployment, its metrics
-// Service and its PodDisruptionBudget, and scales the Deployment on lag. It never writes
+// Service, its PodDisruptionBudget and, when asked, its NetworkPolicy, and scales the Deployment on lag. It never writes
 // the AtlasConsumer's spec: decisions go to its status and to the objects it owns.
 type Reconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
@@ -121,6 +123,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err == nil {
 		err = r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb)
+	}
+	if err == nil {
+		err = r.ensureNetworkPolicy(ctx, ac, secrets)
 	}
 	if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
 		return r.stallAndLookAgain(ctx, ac, conflict)
@@ -247,9 +252,10 @@ func (r *Reconciler) noteScaling(ac *atlasv1alpha1.AtlasConsumer, before *appsv1
 	return true
 }
 
-func deploymentSpec(d *appsv1.Deployment) any        { return d.Spec }
-func serviceSpec(s *corev1.Service) any              { return s.Spec }
-func budgetSpec(b *policyv1.PodDisruptionBudget) any { return b.Spec }
+func deploymentSpec(d *appsv1.Deployment) any             { return d.Spec }
+func serviceSpec(s *corev1.Service) any                   { return s.Spec }
+func budgetSpec(b *policyv1.PodDisruptionBudget) any      { return b.Spec }
+func networkPolicySpec(n *networkingv1.NetworkPolicy) any { return n.Spec }
 
 // ensurePodDisruptionBudget keeps a budget while more than one pod runs, and removes
 // it otherwise (with one pod a budget would block node drains).
@@ -273,6 +279,40 @@ func (r *Reconciler) ensurePodDisruptionBudget(ctx context.Context, ac *atlasv1a
 	return err
 }
 
+// ensureNetworkPolicy keeps the NetworkPolicy spec.networkPolicy asks for, and removes
+// the operator's own once it no longer does. A NetworkPolicy of that name the operator
+// does not own is a name conflict only while the spec asks for one: without
+// spec.networkPolicy it is the user's business (one written before the field existed
+// must not stall the consumer). Its Postgres port comes from the DSN the reconcile has
+// read anyway, so a new DSN port reaches the policy with the Secret's update.
+func (r *Reconciler) ensureNetworkPolicy(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, secrets secretValues) error {
+	name := workload.NetworkPolicyName(ac)
+	existing := &networkingv1.NetworkPolicy{}
+	if !workload.WantsNetworkPolicy(ac) {
+		found, err := getOwned(ctx, r.Client, ac, "NetworkPolicy", name, existing)
+		if conflict := (*nameConflictError)(nil); errors.As(err, &conflict) {
+			return nil
+		}
+		if err != nil || !found {
+			return err
+		}
+		if err := r.Client.Delete(ctx, existing, client.Preconditions{UID: &existing.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("remove NetworkPolicy %s: %w", name, err)
+		}
+		return nil
+	}
+	found, err := r.getOwned(ctx, ac, "NetworkPolicy", name, existing)
+	if err != nil {
+		return err
+	}
+	if !found {
+		existing = nil
+	}
+	desired := workload.NetworkPolicy(ac, workload.PostgresPorts(string(secrets.get(&ac.Spec.Postgres.DSNSecretRef))))
+	_, err = ensure(ctx, r.Client, r.Scheme, ac, desired, existing, networkPolicySpec)
+	return err
+}
+
 // stall reports a problem only the user can fix, once as an event, and changes nothing.
 func (r *Reconciler) stall(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, reason, msg string) error {
 	was := meta.FindStatusCondition(ac.Status.Conditions, atlasv1alpha1.ConditionStalled)
@@ -284,6 +324,7 @@ func (r *Reconciler) stall(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer,
 
 // writeStatus writes the status when it changed, and only then.
 func (r *Reconciler) writeStatus(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, st atlasv1alpha1.AtlasConsumerStatus) error {
+	r.Metrics.observeStatus(client.ObjectKeyFromObject(ac), &st)
 	if equality.Semantic.DeepEqual(ac.Status, st) {
 		return nil
 	}
@@ -353,6 +394,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		WatchesRawSource(source.Channel(fanout.wake, &handler.EnqueueRequestForObject{})).
 		WatchesRawSource(source.Channel(r.scaler.poller.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).

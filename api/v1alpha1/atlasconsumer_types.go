@@ -18,6 +18,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -280,6 +281,43 @@ type PodOverrides struct {
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 }
 
+// NetworkPolicySpec asks the operator for a NetworkPolicy around the consumer pods: in,
+// only the metrics port; out, only DNS and the ports of the Kafka brokers, of Postgres
+// and (indexer) of the search servers. The ports come from spec.kafka.bootstrapServers,
+// from the Postgres DSN in its Secret (5432 when it names none) and from
+// spec.elasticsearch.addresses (443 for https and 80 for http when a URL has no port).
+// A NetworkPolicy only takes effect where the cluster's network plugin enforces them.
+type NetworkPolicySpec struct {
+	// egressTo are the destinations the consumer may reach on those ports: where the
+	// brokers, Postgres and the search servers are (namespaceSelector, podSelector or
+	// ipBlock). Empty: any destination, on those ports only; a bootstrap server given as
+	// an IP address then narrows its port to that address. Kafka clients connect to
+	// every broker the bootstrap servers advertise: when they are elsewhere, list them
+	// here. DNS (port 53) stays open to any destination either way, as the operator does
+	// not know where the cluster's DNS runs.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	EgressTo []networkingv1.NetworkPolicyPeer `json:"egressTo,omitempty"`
+
+	// metricsFrom are the clients that may scrape the metrics port (Prometheus).
+	// Empty: anyone, on that port only.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	MetricsFrom []networkingv1.NetworkPolicyPeer `json:"metricsFrom,omitempty"`
+
+	// extraEgressPorts are more ports the consumer may reach (at egressTo when given),
+	// for what the spec does not tell: brokers advertised on other ports than the
+	// bootstrap ones, a connection pooler in front of Postgres. Each needs a port (or a
+	// range with endPort): a protocol alone would open every port.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(p, has(p.port))",message="each extraEgressPorts entry needs a port: without one it would allow every port of its protocol"
+	ExtraEgressPorts []networkingv1.NetworkPolicyPort `json:"extraEgressPorts,omitempty"`
+}
+
 // AtlasConsumerSpec defines the desired state of an AtlasConsumer.
 // +kubebuilder:validation:XValidation:rule="!(has(self.replicas) && has(self.autoscaling))",message="replicas and autoscaling are mutually exclusive: set replicas for a fixed count, or autoscaling for lag-driven scaling"
 // +kubebuilder:validation:XValidation:rule="self.mode != 'indexer' || has(self.elasticsearch)",message="elasticsearch is required when mode is indexer"
@@ -351,6 +389,12 @@ type AtlasConsumerSpec struct {
 	// pod adds labels, annotations and scheduling settings to the consumer pods.
 	// +optional
 	Pod PodOverrides `json:"pod,omitempty"`
+
+	// networkPolicy, when present (even empty: {}), makes the operator keep a
+	// NetworkPolicy, named like the AtlasConsumer, that lets the consumer pods talk only
+	// to what their spec names; removing it removes that NetworkPolicy.
+	// +optional
+	NetworkPolicy *NetworkPolicySpec `json:"networkPolicy,omitempty"`
 }
 
 // PartitionLag is the lag of one partition.

@@ -54,6 +54,11 @@ func DeploymentName(ac *atlasv1alpha1.AtlasConsumer) string { return ac.Name }
 // ServiceName is the name of the consumer's metrics Service.
 func ServiceName(ac *atlasv1alpha1.AtlasConsumer) string { return ac.Name + "-metrics" }
 
+// NetworkPolicyName is the name of the consumer's NetworkPolicy: the AtlasConsumer's, like
+// the Deployment and the PodDisruptionBudget, which select the same pods (the Service's
+// suffix says it serves only the metrics).
+func NetworkPolicyName(ac *atlasv1alpha1.AtlasConsumer) string { return ac.Name }
+
 // GroupID is the consumer group in use: spec.kafka.groupID, or "atlas.<namespace>.<name>".
 func GroupID(ac *atlasv1alpha1.AtlasConsumer) string {
 	if ac.Spec.Kafka.GroupID != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -163,6 +164,7 @@ func cacheOptions(namespaces []string) cache.Options {
 		&appsv1.Deployment{}:            {Label: ownedByOperator},
 		&corev1.Service{}:               {Label: ownedByOperator},
 		&policyv1.PodDisruptionBudget{}: {Label: ownedByOperator},
+		&networkingv1.NetworkPolicy{}:   {Label: ownedByOperator},
 	}}
 	if len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}

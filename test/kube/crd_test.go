@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -118,6 +119,9 @@ func TestCRDSchema(t *testing.T) {
 		}, `spec.kafka.sasl.mechanism: Unsupported value: "GSSAPI"`},
 		{"batch size zero", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.Batch.Size = ptr.To[int32](0) }, "spec.batch.size: Invalid value: 0"},
 		{"bad log level", func(a *atlasv1alpha1.AtlasConsumer) { a.Spec.LogLevel = "verbose" }, `spec.logLevel: Unsupported value: "verbose"`},
+		{"extra egress port without a port", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.NetworkPolicy = &atlasv1alpha1.NetworkPolicySpec{ExtraEgressPorts: []networkingv1.NetworkPolicyPort{{Protocol: ptr.To(corev1.ProtocolTCP)}}}
+		}, "each extraEgressPorts entry needs a port"},
 	}
 	for i, tc := range bad {
 		ac := &atlasv1alpha1.AtlasConsumer{}
