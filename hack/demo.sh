@@ -5,7 +5,8 @@
 #                       events topic (6 partitions) and Elasticsearch 8; install the operator from
 #                       dist/install.yaml (a pod, as users run it); apply
 #                       config/samples (audit, and indexer with autoscaling), whose pods run on
-#                       the node; publish bursts of generated events and show live what
+#                       the node; run Prometheus on this machine with the shipped scrape jobs
+#                       and alerts; publish bursts of generated events and show live what
 #                       happens; on Ctrl-C print a summary whose counts must agree, then stop
 #                       everything
 #   hack/demo.sh down   stop what a demo left running (`make demo-down`)
@@ -24,7 +25,7 @@ namespace=atlas-demo
 stop_all() {
   [[ -d $state ]] || return 0
   local f
-  for f in "$state"/kafka.pid; do
+  for f in "$state"/kafka.pid "$state"/prometheus.pid; do
     if [[ -f $f ]]; then stop_pid "$(cat "$f")" "$(basename "$f" .pid)" || true; rm -f "$f"; fi
   done
   hack/node.sh stop "$state/node" || log "the node did not stop cleanly: hack/node.sh stop $state/node"
@@ -59,10 +60,11 @@ trap 'trap - EXIT; trap "" INT TERM; log "stopping everything the demo started";
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler, controller-manager, kube-proxy and CoreDNS"
+log "1/6 binaries: kube-apiserver + etcd, then the node's kubelet, scheduler, controller-manager, kube-proxy and CoreDNS, and Prometheus"
 log "    (a fresh machine builds them from source with progress shown: ~20 minutes; cached afterwards)"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 hack/node-binaries.sh >/dev/null
+prometheus_dir=$(hack/prometheus.sh)
 make --no-print-directory build image build-installer IMG=atlas-operator:dev >/dev/null
 go build -o "$state/demoview" ./hack/demoview
 kubectl="$KUBEBUILDER_ASSETS/kubectl"
@@ -121,6 +123,24 @@ KUSTOMIZE
   die "the consumers did not become ready: $("$kubectl" -n "$namespace" get ac,deploy,pods 2>&1)"
 "$kubectl" -n "$namespace" get ac,pods -o wide | sed 's/^/    /'
 
+# Prometheus on this machine scrapes the operator and the consumers with
+# config/prometheus/scrape.yaml's jobs and evaluates config/prometheus/alerts.yaml (alerts
+# after 10 s, the lag threshold at 3,000 records: demo time).
+"$kubectl" -n "$namespace" create serviceaccount prometheus >/dev/null
+"$kubectl" create clusterrolebinding atlas-demo-prometheus --clusterrole atlas-metrics-reader \
+  --serviceaccount "$namespace:prometheus" >/dev/null
+mkdir -p "$state/prometheus"
+"$kubectl" -n "$namespace" create token prometheus --duration 24h >"$state/prometheus/token"
+go run ./hack/promconfig --kubeconfig "$KUBECONFIG" --token-file "$state/prometheus/token" \
+  --namespaces "$namespace,atlas-system" --out "$state/prometheus"
+prometheus_port=$(free_port)
+setsid "$prometheus_dir/prometheus" --config.file="$state/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$state/prometheus/data" --web.listen-address="127.0.0.1:$prometheus_port" \
+  --log.level=warn >"$state/prometheus.log" 2>&1 </dev/null &
+echo $! >"$state/prometheus.pid"
+wait_port 127.0.0.1 "$prometheus_port" 30 || die "Prometheus did not start: $(cat "$state/prometheus.log")"
+prometheus_url="http://127.0.0.1:$prometheus_port"
+
 cat <<REPORT
 
     Kubernetes  $("$kubectl" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])'), node $("$kubectl" get nodes -o name | cut -d/ -f2); export KUBECONFIG=$KUBECONFIG
@@ -129,6 +149,8 @@ cat <<REPORT
     search      $search_url (Elasticsearch 8.19, no security)
     operator    kubectl -n atlas-system logs deploy/atlas-controller-manager (metrics: https, port 8443 of
                 service atlas-controller-manager-metrics-service, for the atlas-metrics-reader role)
+    Prometheus  $prometheus_url (HTTP API; no web UI in this build): alerts at $prometheus_url/api/v1/alerts,
+                e.g. curl -s '$prometheus_url/api/v1/query?query=atlas_consumer:lag:sum'
 
 REPORT
 log "6/6 bursts of generated events; the live view follows (Ctrl-C: summary, then everything stops)"

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
 
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
@@ -259,6 +260,44 @@ func TestChartValuesReachTheDeployment(t *testing.T) {
 			t.Errorf("no %s with metrics.serviceMonitor.enabled and prometheusRule.enabled", want)
 		}
 	}
+	// The chart's alerting rules are config/prometheus/alerts.yaml, which promtool tests,
+	// and so is config/prometheus's PrometheusRule; the operator's ServiceMonitor keeps the
+	// AtlasConsumers' namespace label of its series.
+	raw, err := os.ReadFile(filepath.Join(infra.RepoRoot(t), "config", "prometheus", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules map[string]any
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatal(err)
+	}
+	raw, err = os.ReadFile(filepath.Join(infra.RepoRoot(t), "config", "prometheus", "prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomized, err := infra.Objects(raw)
+	if err != nil || len(kustomized) != 1 {
+		t.Fatalf("config/prometheus/prometheusrule.yaml: %d objects, %v", len(kustomized), err)
+	}
+	for _, o := range append(kustomized, objs...) {
+		if o.GetKind() == "PrometheusRule" && !reflect.DeepEqual(o.Object["spec"], rules) {
+			t.Errorf("%s: its spec is not config/prometheus/alerts.yaml (run make manifests)", key(o))
+		}
+		if o.GetKind() == "ServiceMonitor" && strings.Contains(o.GetName(), "controller-manager") {
+			if honor, _, _ := unstructured.NestedBool(toMap(unstructured.NestedSlice(o.Object, "spec", "endpoints")), "honorLabels"); !honor {
+				t.Errorf("ServiceMonitor %s: the operator's endpoint does not honor its series' labels", key(o))
+			}
+		}
+	}
+}
+
+// toMap is the first element of a slice read with unstructured.NestedSlice, as a map.
+func toMap(items []any, _ bool, _ error) map[string]any {
+	if len(items) == 0 {
+		return nil
+	}
+	m, _ := items[0].(map[string]any)
+	return m
 }
 
 func toStrings(v any) []string {
