@@ -19,22 +19,24 @@ pkgs=("$@")
 started=$SECONDS
 hack/install-deps.sh
 
-log "step 1/5: envtest control plane (kube-apiserver + etcd), helm, and Flux's controllers"
+log "step 1/5: envtest control plane (kube-apiserver + etcd), helm, Prometheus and promtool, and Flux's controllers"
 KUBEBUILDER_ASSETS=$(hack/envtest-binaries.sh)
 export KUBEBUILDER_ASSETS
 ATLAS_TEST_HELM=$(hack/helm.sh)
 export ATLAS_TEST_HELM
+ATLAS_TEST_PROMETHEUS_DIR=$(hack/prometheus.sh)
+export ATLAS_TEST_PROMETHEUS_DIR
 flux_dir=""
 if [[ $mode == test ]] && go list "${pkgs[@]}" | grep -q '/test/e2e$'; then
   flux_dir=$(hack/flux.sh)
 fi
 
-log "step 2/5: generated code and manifests, the installer (dist/install.yaml), gofmt"
-tree_sum() { find api config charts -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
+log "step 2/5: generated code and manifests, the installer (dist/install.yaml), the API reference, gofmt"
+tree_sum() { find api config charts docs -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
 before=$(tree_sum)
-make --no-print-directory generate manifests build-installer >/dev/null
+make --no-print-directory generate manifests build-installer api-docs >/dev/null
 if [[ $(tree_sum) != "$before" ]]; then
-  git --no-pager diff --stat -- api config charts >&2 || true
+  git --no-pager diff --stat -- api config charts docs >&2 || true
   die "generated code or manifests were out of date (now regenerated): review and commit them"
 fi
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))
