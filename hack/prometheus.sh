@@ -14,7 +14,10 @@ source "$(dirname "$0")/lib.sh"
 PROMETHEUS_VERSION="${ATLAS_PROMETHEUS_VERSION:-3.16.0}"
 # Prometheus 3.16.0 is the Go module version v0.316.0.
 module_version="v0.$(awk -F. '{printf "%d%02d.%d", $1, $2, $3}' <<<"$PROMETHEUS_VERSION")"
-dest="$ATLAS_CACHE_DIR/prometheus/v$PROMETHEUS_VERSION"
+# Only Kubernetes service discovery is compiled in (Prometheus's own build tags): the other
+# twenty-odd discovery plugins and their cloud SDKs would double the build time.
+tags=remove_all_sd,enable_kubernetes_sd
+dest="$ATLAS_CACHE_DIR/prometheus/v$PROMETHEUS_VERSION-kubernetes-sd"
 if [[ -x $dest/prometheus && -x $dest/promtool ]]; then
   echo "$dest"
   exit 0
@@ -26,7 +29,7 @@ for cmd in promtool prometheus; do
   [[ -x $dest/$cmd ]] && continue
   log "prometheus: building $cmd $PROMETHEUS_VERSION (module $module_version)"
   with_heartbeat "building $cmd" \
-    env CGO_ENABLED=0 GOBIN="$tmpbin" go install -trimpath \
+    env CGO_ENABLED=0 GOBIN="$tmpbin" go install -trimpath -tags "$tags" \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
     "github.com/prometheus/prometheus/cmd/$cmd@$module_version" || die "building $cmd $PROMETHEUS_VERSION failed"
   mv "$tmpbin/$cmd" "$dest/$cmd"
