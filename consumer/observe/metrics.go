@@ -70,7 +70,7 @@ func NewMetrics(mode string) *Metrics {
 		}),
 		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "atlas_consumer_partition_lag", ConstLabels: labels,
-			Help: "Records between the last fetched offset and the partition's high watermark, as this client saw it.",
+			Help: "Records between the group's committed offset and the partition's end offset, for each partition this pod owns, measured every 5 s.",
 		}, []string{"topic", "partition"}),
 		TopicMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "atlas_consumer_topic_missing", ConstLabels: labels,

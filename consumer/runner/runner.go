@@ -178,6 +178,9 @@ type Runner struct {
 	// goes (its new owner redelivers from the last commit).
 	refusedMu sync.Mutex
 	refused   map[partitionKey]*kgo.Record
+
+	assignedMu sync.Mutex
+	assigned   map[int32]bool // partitions of cfg.Topic this member owns (measureLag)
 }
 
 type partitionKey struct {
@@ -269,6 +272,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.ready.Set(DependencyKafka, nil)
 	go r.watchTopics(ctx)
+	go r.measureLag(ctx)
 	r.ready.MarkStarted()
 	r.log.Info("consuming", "topic", r.cfg.Topic, "group", r.cfg.Group, "dead_letter_topic", r.cfg.DeadLetterTopic,
 		"batch_size", r.cfg.BatchSize, "batch_wait", r.cfg.BatchWait.String())
@@ -331,12 +335,6 @@ func (r *Runner) poll(ctx context.Context, idle bool) []*kgo.Record {
 			return out
 		}
 		failed := r.fetchErrors(fetches)
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if n := len(p.Records); n > 0 {
-				lag := p.HighWatermark - p.Records[n-1].Offset - 1
-				r.metrics.Lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(lag))
-			}
-		})
 		got := fetches.Records()
 		if len(out) == 0 && len(got) == 0 {
 			if idle {
@@ -612,11 +610,24 @@ func (r *Runner) onRetry(dependency string) func(int, error, time.Duration) {
 
 func (r *Runner) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	r.log.Info("partitions assigned", "group", r.cfg.Group, "partitions", assigned)
+	r.assignedMu.Lock()
+	if r.assigned == nil {
+		r.assigned = map[int32]bool{}
+	}
+	for _, p := range assigned[r.cfg.Topic] {
+		r.assigned[p] = true
+	}
+	r.assignedMu.Unlock()
 	r.takeLatestPositions(ctx, cl, assigned)
 }
 
 func (r *Runner) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	r.log.Info("partitions revoked", "group", r.cfg.Group, "partitions", revoked)
+	r.assignedMu.Lock()
+	for _, p := range revoked[r.cfg.Topic] {
+		delete(r.assigned, p)
+	}
+	r.assignedMu.Unlock()
 	r.refusedMu.Lock()
 	for topic, parts := range revoked {
 		for _, p := range parts {
