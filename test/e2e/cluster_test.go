@@ -31,6 +31,17 @@ func TestNodeRoutesServicesAndResolvesClusterNames(t *testing.T) {
 		"spec": map[string]any{"selector": map[string]any{"app": "web"}, "ports": []any{map[string]any{"port": 80, "targetPort": 8080}}},
 	})
 	c.kubectl(t, nil, "-n", ns, "wait", "--for=condition=Ready", "pod/web", "--timeout=60s")
+	// kube-proxy programs the Service a moment after the pod is Ready (until then its
+	// ClusterIP refuses connections): wait for that from the host, then probe from pods.
+	clusterIP := strings.TrimSpace(c.kubectl(t, nil, "-n", ns, "get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	eventually(t, 30*time.Second, "kube-proxy routes the Service's ClusterIP", func() error {
+		resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + clusterIP + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
 
 	sa := "/var/run/secrets/kubernetes.io/serviceaccount/"
 	for name, args := range map[string][]string{
