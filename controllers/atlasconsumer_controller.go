@@ -45,6 +45,9 @@ const (
 	EventScaledUp         = "ScaledUp"
 	EventScaledDown       = "ScaledDown"
 	EventKafkaUnreachable = "KafkaUnreachable"
+	// EventInsecureSkipVerify warns, each time the pods are (re)configured, that the
+	// indexer does not verify the search server's certificate.
+	EventInsecureSkipVerify = "InsecureSkipVerify"
 )
 
 // secretIndex indexes AtlasConsumers by the Secrets they reference.
@@ -137,6 +140,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	if dep != current.deployment {
 		r.expected.expect(req.NamespacedName, dep)
+		if workload.SkipsSearchVerification(ac) {
+			r.event(ac, corev1.EventTypeWarning, EventInsecureSkipVerify, "Apply",
+				"spec.elasticsearch.tls.insecureSkipVerify is true: the indexer does NOT verify the search server's certificate, so anyone on the network path can read and change what it writes; give the server's CA (caSecretRef or caConfigMapRef) instead")
+		}
 	}
 	obs := observed{desired: replicas, deployment: dep, scale: scale}
 	if scaled := r.noteScaling(ac, current.deployment, replicas, scale); scaled {

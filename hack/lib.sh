@@ -83,11 +83,42 @@ java_at_least() {
   die "$what needs a Java $min or newer ${kind/jdk/JDK (javac)} and none was found (looked at: ${homes[*]:-nothing}); install one (e.g. a Temurin 25 JDK under /usr/lib/jvm) or set ATLAS_JAVA_HOME"
 }
 
+# pki_ca DIR CN: a self-signed EC CA, DIR/ca.{key,crt}, unless DIR/ca.crt exists.
+pki_ca() {
+  local pki=$1 cn=$2
+  [[ -f $pki/ca.crt ]] && return 0
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -keyout "$pki/ca.key" -subj "/CN=$cn" -out "$pki/ca.crt" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+}
+
+# pki_cert DIR NAME CN ORG USAGE [SAN]: DIR/NAME.{key,crt} signed by DIR's CA (pki_ca), unless
+# DIR/NAME.crt exists. USAGE is the extended key usage (serverAuth, clientAuth).
+pki_cert() {
+  local pki=$1 name=$2 cn=$3 org=$4 usage=$5 san=${6:-}
+  [[ -f $pki/$name.crt ]] && return 0
+  local subj="/CN=$cn"
+  [[ -n $org ]] && subj="/O=$org$subj"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$usage"
+    [[ -n $san ]] && echo "subjectAltName=$san"
+  } >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr" "$pki/$name.ext"
+}
+
 # search_node_start NAME WHAT DIR JAVA LAUNCHER LIB [JVM_FLAG...]: starts a single search node
 # (Elasticsearch or OpenSearch) in-process: `JAVA [flags] -cp LIB/* LAUNCHER DIR HTTP_PORT
 # TRANSPORT_PORT` on two free ports, logging to DIR/stdout.log; waits up to 120 s for the cluster
 # to be yellow, then writes DIR/pid and DIR/url and prints the URL. On failure it shows the log's
-# tail, stops the node and dies.
+# tail, stops the node and dies. With SEARCH_NODE_TLS set to a directory holding ca.crt,
+# client.crt and client.key (the node serving HTTPS and asking for a client certificate), the
+# URL is https and the health check presents them.
 search_node_start() {
   local name=$1 what=$2 dir=$3 java=$4 launcher=$5 lib=$6
   shift 6
@@ -100,9 +131,13 @@ search_node_start() {
   nohup "$java" -Xms512m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.disable.jmx=true "$@" \
     -cp "$lib/*" "$launcher" "$dir" "$port" "$tport" >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/pid"
-  local url="http://127.0.0.1:$port" i started=$SECONDS
+  local url="http://127.0.0.1:$port" i started=$SECONDS curl_tls=()
+  if [[ -n ${SEARCH_NODE_TLS:-} ]]; then
+    url="https://127.0.0.1:$port"
+    curl_tls=(--cacert "$SEARCH_NODE_TLS/ca.crt" --cert "$SEARCH_NODE_TLS/client.crt" --key "$SEARCH_NODE_TLS/client.key")
+  fi
   for ((i = 0; i < 1200; i++)); do
-    if curl -fsS "$url/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; then
+    if curl -fsS "${curl_tls[@]}" "$url/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; then
       echo "$url" >"$dir/url"
       log "$name: $what up on $url in $((SECONDS - started))s, pid $(cat "$dir/pid"), $("$java" -version 2>&1 | head -n 1)"
       echo "$url"

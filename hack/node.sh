@@ -110,44 +110,21 @@ wait_for() {
   die "node: $what not ready after ${secs}s"
 }
 
-# cert NAME CN ORG USAGE [SAN]: DIR/pki/NAME.{key,crt} signed by the node's CA.
-cert() {
-  local pki=$1 name=$2 cn=$3 org=$4 usage=$5 san=${6:-}
-  [[ -f $pki/$name.crt ]] && return 0
-  local subj="/CN=$cn"
-  [[ -n $org ]] && subj="/O=$org$subj"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -keyout "$pki/$name.key" -subj "$subj" -out "$pki/$name.csr" 2>/dev/null
-  {
-    echo "basicConstraints=CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=$usage"
-    [[ -n $san ]] && echo "subjectAltName=$san"
-  } >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
-  rm -f "$pki/$name.csr" "$pki/$name.ext"
-}
-
 certificates() {
   local dir=$1 pki=$1/pki
   mkdir -p "$pki"
   chmod 0700 "$pki"
-  if [[ ! -f $pki/ca.crt ]]; then
-    openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
-      -keyout "$pki/ca.key" -subj "/CN=atlas-node-ca" -out "$pki/ca.crt" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
-  fi
-  cert "$pki" apiserver kube-apiserver "" serverAuth \
+  pki_ca "$pki" atlas-node-ca
+  pki_cert "$pki" apiserver kube-apiserver "" serverAuth \
     "IP:127.0.0.1,IP:$host_ip,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-  cert "$pki" apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth
-  cert "$pki" admin atlas-admin system:masters clientAuth
-  cert "$pki" controller-manager system:kube-controller-manager "" clientAuth
-  cert "$pki" scheduler system:kube-scheduler "" clientAuth
-  cert "$pki" kubelet-client "system:node:$NODE_NAME" system:nodes clientAuth
-  cert "$pki" kubelet "$NODE_NAME" "" serverAuth "IP:$host_ip,IP:127.0.0.1,DNS:$NODE_NAME,DNS:localhost"
-  cert "$pki" kube-proxy system:kube-proxy "" clientAuth
-  cert "$pki" coredns system:coredns "" clientAuth
+  pki_cert "$pki" apiserver-kubelet-client kube-apiserver-kubelet-client system:masters clientAuth
+  pki_cert "$pki" admin atlas-admin system:masters clientAuth
+  pki_cert "$pki" controller-manager system:kube-controller-manager "" clientAuth
+  pki_cert "$pki" scheduler system:kube-scheduler "" clientAuth
+  pki_cert "$pki" kubelet-client "system:node:$NODE_NAME" system:nodes clientAuth
+  pki_cert "$pki" kubelet "$NODE_NAME" "" serverAuth "IP:$host_ip,IP:127.0.0.1,DNS:$NODE_NAME,DNS:localhost"
+  pki_cert "$pki" kube-proxy system:kube-proxy "" clientAuth
+  pki_cert "$pki" coredns system:coredns "" clientAuth
   if [[ ! -f $pki/sa.key ]]; then
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
     openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null

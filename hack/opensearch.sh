@@ -7,6 +7,9 @@
 #                                  for the local node's pods), writes DIR/pid and DIR/url, prints the URL
 #   hack/opensearch.sh stop DIR
 #   hack/opensearch.sh fetch       resolves the jars into the cache only
+# ATLAS_OPENSEARCH_TLS=1 (2.x only) makes the REST API serve HTTPS with a certificate of a CA made
+# for this node, and demand a client certificate of that CA: DIR/tls holds ca.crt, client.crt and
+# client.key (and the server's own key store); the URL printed is https.
 # ATLAS_OPENSEARCH_VERSION picks the line: 2.19.6 (the default; "2" means it) or a 3.x release
 # ("3" means 3.9.0, the newest whose modules Maven Central serves). The Java runtime is chosen
 # by it (java_at_least in lib.sh): the first of $ATLAS_JAVA_HOME, the `java` on PATH, $JAVA_HOME
@@ -47,6 +50,19 @@ fetch() {
   fi
 }
 
+# tls_files DIR: a CA, the node's certificate for 127.0.0.1, localhost and ATLAS_NODE_HOST_IP
+# (in a PKCS12 key store for Java) and a client certificate, all under DIR.
+tls_files() {
+  local tls=$1 san="IP:127.0.0.1,DNS:localhost"
+  [[ -n ${ATLAS_NODE_HOST_IP:-} ]] && san+=",IP:$ATLAS_NODE_HOST_IP"
+  mkdir -p "$tls"
+  pki_ca "$tls" atlas-test-search-ca
+  pki_cert "$tls" server atlas-search "" serverAuth "$san"
+  pki_cert "$tls" client atlas-indexer "" clientAuth
+  openssl pkcs12 -export -in "$tls/server.crt" -inkey "$tls/server.key" -certfile "$tls/ca.crt" \
+    -name server -out "$tls/server.p12" -passout pass:atlas-test
+}
+
 start() {
   local dir=$1
   fetch
@@ -54,6 +70,12 @@ start() {
   java=$(java_at_least "$java_min" "OpenSearch $OPENSEARCH_VERSION")
   # Lucene 10 maps files through java.lang.foreign: allow it without the JDK's warning.
   ((major >= 3)) && flags+=(--enable-native-access=ALL-UNNAMED)
+  if [[ -n ${ATLAS_OPENSEARCH_TLS:-} ]]; then
+    ((major == 2)) || die "opensearch: ATLAS_OPENSEARCH_TLS: HTTPS is wired for the 2.x line only"
+    tls_files "$dir/tls"
+    export ATLAS_SEARCH_TLS_KEYSTORE="$dir/tls/server.p12" ATLAS_SEARCH_TLS_PASSWORD=atlas-test \
+      ATLAS_SEARCH_TLS_CLIENT_CA="$dir/tls/ca.crt" SEARCH_NODE_TLS="$dir/tls"
+  fi
   search_node_start opensearch "OpenSearch $OPENSEARCH_VERSION" "$dir" "$java" "$launcher" "$cache/lib" "${flags[@]}"
 }
 

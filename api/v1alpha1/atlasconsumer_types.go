@@ -189,6 +189,43 @@ type ElasticsearchSpec struct {
 	// openSearch says the server is OpenSearch rather than Elasticsearch.
 	// +optional
 	OpenSearch bool `json:"openSearch,omitempty"`
+
+	// tls configures how the indexer verifies the search server (a private CA, e.g. the one
+	// Elastic's operator creates in "<cluster>-es-http-certs-public") and authenticates to
+	// it with a client certificate. Without it, https addresses are verified against the
+	// system roots.
+	// +optional
+	TLS *ElasticsearchTLS `json:"tls,omitempty"`
+}
+
+// ElasticsearchTLS configures TLS to the search server.
+// +kubebuilder:validation:XValidation:rule="has(self.certSecretRef) == has(self.keySecretRef)",message="certSecretRef and keySecretRef go together: a client certificate needs its key"
+// +kubebuilder:validation:XValidation:rule="!(has(self.caSecretRef) && has(self.caConfigMapRef))",message="caSecretRef and caConfigMapRef are alternatives: give the CA bundle once"
+// +kubebuilder:validation:XValidation:rule="!(has(self.insecureSkipVerify) && self.insecureSkipVerify && (has(self.caSecretRef) || has(self.caConfigMapRef)))",message="insecureSkipVerify turns verification off, so the CA would never be used: give the CA and leave insecureSkipVerify unset"
+type ElasticsearchTLS struct {
+	// caSecretRef selects the PEM CA bundle that signs the search server's certificate,
+	// from a Secret (for example key "ca.crt" of Elastic's "<cluster>-es-http-certs-public").
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="caSecretRef needs the name of a Secret and a key in it"
+	CASecretRef *corev1.SecretKeySelector `json:"caSecretRef,omitempty"`
+	// caConfigMapRef selects the PEM CA bundle from a ConfigMap (for example one that
+	// trust-manager distributes).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="caConfigMapRef needs the name of a ConfigMap and a key in it"
+	CAConfigMapRef *corev1.ConfigMapKeySelector `json:"caConfigMapRef,omitempty"`
+	// certSecretRef selects the PEM client certificate the indexer presents.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="certSecretRef needs the name of a Secret and a key in it"
+	CertSecretRef *corev1.SecretKeySelector `json:"certSecretRef,omitempty"`
+	// keySecretRef selects the PEM private key of the client certificate.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="keySecretRef needs the name of a Secret and a key in it"
+	KeySecretRef *corev1.SecretKeySelector `json:"keySecretRef,omitempty"`
+	// insecureSkipVerify turns verification of the server's certificate OFF: anyone on the
+	// network path can read and change what the indexer writes. For tests only; the
+	// operator records a Warning event and the indexer logs a warning at every start.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
 // AutoscalingSpec scales the consumer on its consumer group's lag.

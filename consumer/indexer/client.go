@@ -2,6 +2,7 @@ package indexer
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,6 +23,8 @@ type ClientConfig struct {
 	// the client refuses answers without the X-Elastic-Product header, which OpenSearch
 	// does not send, so the transport adds it.
 	OpenSearch bool
+	// TLS, when set, is the client TLS configuration (private CA, client certificate).
+	TLS *tls.Config
 }
 
 // Connect builds the search client and makes sure the index behind the alias exists
@@ -53,8 +56,17 @@ func Connect(ctx context.Context, c ClientConfig, alias string, timeout time.Dur
 // NewClient builds the go-elasticsearch client.
 func NewClient(c ClientConfig) (*elasticsearch.Client, error) {
 	cfg := elasticsearch.Config{Addresses: c.Addresses, Username: c.Username, Password: c.Password, APIKey: c.APIKey}
+	var transport http.RoundTripper = http.DefaultTransport
+	if c.TLS != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = c.TLS
+		transport = t
+	}
 	if c.OpenSearch {
-		cfg.Transport = openSearchTransport{next: http.DefaultTransport}
+		transport = openSearchTransport{next: transport}
+	}
+	if transport != http.DefaultTransport {
+		cfg.Transport = transport
 	}
 	es, err := elasticsearch.NewClient(cfg)
 	if err != nil {

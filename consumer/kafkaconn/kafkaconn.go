@@ -6,10 +6,8 @@ package kafkaconn
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -18,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/atlas-platform/atlas-operator/consumer/names"
+	"github.com/atlas-platform/atlas-operator/internal/tlsconfig"
 )
 
 // SASL mechanisms.
@@ -119,35 +118,16 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 }
 
 func (c Config) tlsConfig() (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	caPEM, certPEM, keyPEM := c.TLSCAPEM, c.TLSCertPEM, c.TLSKeyPEM
-	var err error
-	if len(caPEM) == 0 && c.TLSCAFile != "" {
-		if caPEM, err = os.ReadFile(c.TLSCAFile); err != nil {
-			return nil, fmt.Errorf("read Kafka CA file: %w", err)
-		}
+	p := tlsconfig.PEM{CA: c.TLSCAPEM, Cert: c.TLSCertPEM, Key: c.TLSKeyPEM}
+	files, err := tlsconfig.Files{CA: c.TLSCAFile, Cert: c.TLSCertFile, Key: c.TLSKeyFile}.Read("Kafka")
+	if err != nil {
+		return nil, err
 	}
-	if len(certPEM) == 0 && c.TLSCertFile != "" {
-		if certPEM, err = os.ReadFile(c.TLSCertFile); err != nil {
-			return nil, fmt.Errorf("read Kafka client certificate: %w", err)
-		}
-		if keyPEM, err = os.ReadFile(c.TLSKeyFile); err != nil {
-			return nil, fmt.Errorf("read Kafka client key: %w", err)
-		}
+	if len(p.CA) == 0 {
+		p.CA = files.CA
 	}
-	if len(caPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(caPEM) {
-			return nil, errors.New("the Kafka CA bundle holds no PEM certificate")
-		}
-		cfg.RootCAs = pool
+	if len(p.Cert) == 0 {
+		p.Cert, p.Key = files.Cert, files.Key
 	}
-	if len(certPEM) > 0 {
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("load Kafka client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
+	return tlsconfig.Client(p, false, "Kafka")
 }

@@ -60,14 +60,18 @@ const (
 
 // Flag names of the indexer's search server settings.
 const (
-	FlagElasticsearchAddresses  = "elasticsearch-addresses"
-	FlagElasticsearchIndex      = "elasticsearch-index"
-	FlagElasticsearchOpenSearch = "elasticsearch-opensearch"
-	FlagProcessedRetention      = "processed-retention"
-	FlagBulkConcurrency         = "bulk-concurrency"
-	FlagBulkTimeout             = "bulk-timeout"
-	FlagMaxReadAge              = "max-read-age"
-	FlagItemMissingTimeout      = "item-missing-timeout"
+	FlagElasticsearchAddresses   = "elasticsearch-addresses"
+	FlagElasticsearchIndex       = "elasticsearch-index"
+	FlagElasticsearchOpenSearch  = "elasticsearch-opensearch"
+	FlagElasticsearchTLSCAFile   = "elasticsearch-tls-ca-file"
+	FlagElasticsearchTLSCertFile = "elasticsearch-tls-cert-file"
+	FlagElasticsearchTLSKeyFile  = "elasticsearch-tls-key-file"
+	FlagElasticsearchTLSInsecure = "elasticsearch-tls-insecure-skip-verify"
+	FlagProcessedRetention       = "processed-retention"
+	FlagBulkConcurrency          = "bulk-concurrency"
+	FlagBulkTimeout              = "bulk-timeout"
+	FlagMaxReadAge               = "max-read-age"
+	FlagItemMissingTimeout       = "item-missing-timeout"
 )
 
 // EnvPostgresDSN holds the Postgres connection string. It has no flag on purpose: a

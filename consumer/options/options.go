@@ -4,6 +4,7 @@
 package options
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
+	"github.com/atlas-platform/atlas-operator/internal/tlsconfig"
 )
 
 // Consumer is the configuration of one consumer process.
@@ -77,7 +79,11 @@ type Search struct {
 	Addresses  []string
 	Index      string
 	OpenSearch bool
-	Retention  time.Duration
+	// TLS are the PEM files that verify the server (CA) and authenticate the indexer
+	// (client certificate and key); TLSInsecureSkipVerify turns verification off.
+	TLS                   tlsconfig.Files
+	TLSInsecureSkipVerify bool
+	Retention             time.Duration
 	// BulkConcurrency is how many concurrent bulk requests a batch is split into.
 	BulkConcurrency int
 	// BulkTimeout bounds one bulk request; MaxReadAge bounds how old a read item state
@@ -91,6 +97,10 @@ func (s *Search) AddFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Addresses, names.FlagElasticsearchAddresses, []string{"http://127.0.0.1:9200"}, "Elasticsearch URLs (comma-separated); credentials from "+names.EnvElasticsearchUsername+"/"+names.EnvElasticsearchPassword+" or "+names.EnvElasticsearchAPIKey)
 	fs.StringVar(&s.Index, names.FlagElasticsearchIndex, names.DefaultIndexAlias, "index alias the documents are written to (created, with the versioned index <alias>-v1 behind it, when missing)")
 	fs.BoolVar(&s.OpenSearch, names.FlagElasticsearchOpenSearch, false, "the server is OpenSearch (2.x or 3.x), not Elasticsearch: accept answers without the X-Elastic-Product header")
+	fs.StringVar(&s.TLS.CA, names.FlagElasticsearchTLSCAFile, "", "PEM file of the CA certificates that verify the search server (default: system roots)")
+	fs.StringVar(&s.TLS.Cert, names.FlagElasticsearchTLSCertFile, "", "PEM client certificate presented to the search server (needs --"+names.FlagElasticsearchTLSKeyFile+")")
+	fs.StringVar(&s.TLS.Key, names.FlagElasticsearchTLSKeyFile, "", "PEM private key of the client certificate")
+	fs.BoolVar(&s.TLSInsecureSkipVerify, names.FlagElasticsearchTLSInsecure, false, "do NOT verify the search server's certificate (anyone on the path can read and change the index traffic; for tests only)")
 	fs.IntVar(&s.BulkConcurrency, names.FlagBulkConcurrency, 4, "concurrent bulk requests per batch")
 	fs.DurationVar(&s.Retention, names.FlagProcessedRetention, 7*24*time.Hour, "how long applied event ids are remembered (per index and group) to drop redeliveries")
 	fs.DurationVar(&s.BulkTimeout, names.FlagBulkTimeout, names.DefaultBulkTimeout, "time allowed for one bulk request")
@@ -107,6 +117,12 @@ func (s Search) Validate() error {
 	if s.Index == "" {
 		errs = append(errs, fmt.Errorf("--%s is empty", names.FlagElasticsearchIndex))
 	}
+	if (s.TLS.Cert == "") != (s.TLS.Key == "") {
+		errs = append(errs, fmt.Errorf("--%s and --%s go together", names.FlagElasticsearchTLSCertFile, names.FlagElasticsearchTLSKeyFile))
+	}
+	if s.TLSInsecureSkipVerify && s.TLS.CA != "" {
+		errs = append(errs, fmt.Errorf("--%s and --%s contradict each other: a CA is never consulted when verification is off", names.FlagElasticsearchTLSInsecure, names.FlagElasticsearchTLSCAFile))
+	}
 	if s.BulkConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("--%s must be at least 1", names.FlagBulkConcurrency))
 	}
@@ -122,4 +138,17 @@ func (s Search) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TLSConfig is the client TLS configuration of the search server, nil when no TLS flag is
+// given (the system roots then verify https addresses).
+func (s Search) TLSConfig() (*tls.Config, error) {
+	if s.TLS == (tlsconfig.Files{}) && !s.TLSInsecureSkipVerify {
+		return nil, nil
+	}
+	p, err := s.TLS.Read("search server")
+	if err != nil {
+		return nil, err
+	}
+	return tlsconfig.Client(p, s.TLSInsecureSkipVerify, "search server")
 }

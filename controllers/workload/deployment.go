@@ -22,9 +22,11 @@ const (
 	MetricsPortName   = "http-metrics"
 	MetricsPort       = names.HealthPort
 
-	kafkaTLSVolume = "kafka-tls"
-	kafkaTLSDir    = "/etc/atlas/kafka-tls"
-	tmpVolume      = "tmp"
+	kafkaTLSVolume  = "kafka-tls"
+	kafkaTLSDir     = "/etc/atlas/kafka-tls"
+	searchTLSVolume = "search-tls"
+	searchTLSDir    = "/etc/atlas/search-tls"
+	tmpVolume       = "tmp"
 
 	// Secret keys of spec.elasticsearch.credentialsSecretRef.
 	ElasticsearchUsernameKey = "username"
@@ -196,6 +198,18 @@ func ConsumerEnv(ac *atlasv1alpha1.AtlasConsumer) []corev1.EnvVar {
 		if es.OpenSearch {
 			env = append(env, value(names.FlagElasticsearchOpenSearch, "true"))
 		}
+		if tls := es.TLS; tls != nil {
+			if tls.CASecretRef != nil || tls.CAConfigMapRef != nil {
+				env = append(env, value(names.FlagElasticsearchTLSCAFile, searchTLSDir+"/ca.crt"))
+			}
+			if tls.CertSecretRef != nil {
+				env = append(env, value(names.FlagElasticsearchTLSCertFile, searchTLSDir+"/tls.crt"),
+					value(names.FlagElasticsearchTLSKeyFile, searchTLSDir+"/tls.key"))
+			}
+			if tls.InsecureSkipVerify {
+				env = append(env, value(names.FlagElasticsearchTLSInsecure, "true"))
+			}
+		}
 		if ref := es.CredentialsSecretRef; ref != nil {
 			for _, kv := range [][2]string{
 				{names.EnvElasticsearchUsername, ElasticsearchUsernameKey},
@@ -239,36 +253,60 @@ func secretEnv(name string, ref *corev1.SecretKeySelector) corev1.EnvVar {
 
 func volumes(ac *atlasv1alpha1.AtlasConsumer) []corev1.Volume {
 	vols := []corev1.Volume{{Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
-	tls := ac.Spec.Kafka.TLS
-	if tls == nil {
-		return vols
+	if tls := ac.Spec.Kafka.TLS; tls != nil {
+		vols = appendProjected(vols, kafkaTLSVolume,
+			secretFile(tls.CASecretRef, "ca.crt"), secretFile(tls.CertSecretRef, "tls.crt"), secretFile(tls.KeySecretRef, "tls.key"))
 	}
-	var sources []corev1.VolumeProjection
-	add := func(ref *corev1.SecretKeySelector, path string) {
-		if ref == nil {
-			return
+	if es := ac.Spec.Elasticsearch; es != nil && es.TLS != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
+		tls := es.TLS
+		ca := secretFile(tls.CASecretRef, "ca.crt")
+		if ref := tls.CAConfigMapRef; ref != nil {
+			ca = &corev1.VolumeProjection{ConfigMap: &corev1.ConfigMapProjection{
+				LocalObjectReference: ref.LocalObjectReference,
+				Items:                []corev1.KeyToPath{{Key: ref.Key, Path: "ca.crt"}},
+				Optional:             ref.Optional,
+			}}
 		}
-		sources = append(sources, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
-			LocalObjectReference: ref.LocalObjectReference,
-			Items:                []corev1.KeyToPath{{Key: ref.Key, Path: path}},
-			Optional:             ref.Optional,
-		}})
-	}
-	add(tls.CASecretRef, "ca.crt")
-	add(tls.CertSecretRef, "tls.crt")
-	add(tls.KeySecretRef, "tls.key")
-	if len(sources) > 0 {
-		vols = append(vols, corev1.Volume{Name: kafkaTLSVolume, VolumeSource: corev1.VolumeSource{
-			Projected: &corev1.ProjectedVolumeSource{Sources: sources}}})
+		vols = appendProjected(vols, searchTLSVolume, ca, secretFile(tls.CertSecretRef, "tls.crt"), secretFile(tls.KeySecretRef, "tls.key"))
 	}
 	return vols
+}
+
+// secretFile projects the selected Secret key as the file path (nil without a selector).
+func secretFile(ref *corev1.SecretKeySelector, path string) *corev1.VolumeProjection {
+	if ref == nil {
+		return nil
+	}
+	return &corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+		LocalObjectReference: ref.LocalObjectReference,
+		Items:                []corev1.KeyToPath{{Key: ref.Key, Path: path}},
+		Optional:             ref.Optional,
+	}}
+}
+
+// appendProjected adds a projected volume of the given files, when there is any.
+func appendProjected(vols []corev1.Volume, name string, files ...*corev1.VolumeProjection) []corev1.Volume {
+	var sources []corev1.VolumeProjection
+	for _, f := range files {
+		if f != nil {
+			sources = append(sources, *f)
+		}
+	}
+	if len(sources) == 0 {
+		return vols
+	}
+	return append(vols, corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{
+		Projected: &corev1.ProjectedVolumeSource{Sources: sources}}})
 }
 
 func volumeMounts(ac *atlasv1alpha1.AtlasConsumer) []corev1.VolumeMount {
 	mounts := []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}}
 	for _, v := range volumes(ac) {
-		if v.Name == kafkaTLSVolume {
+		switch v.Name {
+		case kafkaTLSVolume:
 			mounts = append(mounts, corev1.VolumeMount{Name: kafkaTLSVolume, MountPath: kafkaTLSDir, ReadOnly: true})
+		case searchTLSVolume:
+			mounts = append(mounts, corev1.VolumeMount{Name: searchTLSVolume, MountPath: searchTLSDir, ReadOnly: true})
 		}
 	}
 	return mounts

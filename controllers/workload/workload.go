@@ -153,9 +153,18 @@ func SecretRefs(ac *atlasv1alpha1.AtlasConsumer) []SecretKeyRef {
 		add(&sasl.UsernameSecretRef)
 		add(&sasl.PasswordSecretRef)
 	}
-	if es := ac.Spec.Elasticsearch; es != nil && es.CredentialsSecretRef != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
-		for _, key := range []string{ElasticsearchUsernameKey, ElasticsearchPasswordKey, ElasticsearchAPIKeyKey} {
-			refs = append(refs, SecretKeyRef{Name: es.CredentialsSecretRef.Name, Key: key, Optional: true})
+	if es := ac.Spec.Elasticsearch; es != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
+		if es.CredentialsSecretRef != nil {
+			for _, key := range []string{ElasticsearchUsernameKey, ElasticsearchPasswordKey, ElasticsearchAPIKeyKey} {
+				refs = append(refs, SecretKeyRef{Name: es.CredentialsSecretRef.Name, Key: key, Optional: true})
+			}
+		}
+		// A CA from a ConfigMap is not among them: the operator does not read ConfigMaps,
+		// so a change to it reaches the pods at their next restart.
+		if tls := es.TLS; tls != nil {
+			add(tls.CASecretRef)
+			add(tls.CertSecretRef)
+			add(tls.KeySecretRef)
 		}
 	}
 	return refs
@@ -170,4 +179,11 @@ func SecretNames(ac *atlasv1alpha1.AtlasConsumer) []string {
 		}
 	}
 	return names
+}
+
+// SkipsSearchVerification says the indexer is told not to verify the search server's
+// certificate (spec.elasticsearch.tls.insecureSkipVerify).
+func SkipsSearchVerification(ac *atlasv1alpha1.AtlasConsumer) bool {
+	es := ac.Spec.Elasticsearch
+	return ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer && es != nil && es.TLS != nil && es.TLS.InsecureSkipVerify
 }

@@ -9,8 +9,26 @@
 // finds both by reflection instead of being compiled against one line (a launcher per line
 // would repeat the rest). Needs Java 17 for 2.x, 21 for 3.x.
 //
+// With ATLAS_SEARCH_TLS_KEYSTORE set (2.x only), the REST API serves HTTPS through OpenSearch's
+// own secure Netty transport (http.type netty4-secure, SecureNetty4HttpServerTransport): the
+// HttpTls plugin below gives it an SSLEngine from that PKCS12 key store (password in
+// ATLAS_SEARCH_TLS_PASSWORD) and, with ATLAS_SEARCH_TLS_CLIENT_CA set, demands a client
+// certificate signed by that PEM CA. OpenSearch's security plugin does this in a distribution;
+// Maven Central does not serve it, and the engine is all the transport needs.
+//
 // Usage: java -cp 'lib/*' AtlasSearchNode.java HOME HTTP_PORT TRANSPORT_PORT
+import java.io.InputStream;
 import java.lang.reflect.Constructor;
+import java.lang.reflect.InvocationHandler;
+import java.lang.reflect.Proxy;
+import java.nio.file.Files;
+import java.security.KeyStore;
+import java.security.cert.CertificateFactory;
+import java.util.Optional;
+import javax.net.ssl.KeyManagerFactory;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLEngine;
+import javax.net.ssl.TrustManagerFactory;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collection;
@@ -24,8 +42,84 @@ import org.opensearch.common.settings.Settings;
 import org.opensearch.env.Environment;
 import org.opensearch.node.InternalSettingsPreparer;
 import org.opensearch.node.Node;
+import org.opensearch.plugins.Plugin;
+import org.opensearch.plugins.SecureHttpTransportSettingsProvider;
+import org.opensearch.plugins.SecureSettingsFactory;
 
 public class AtlasSearchNode {
+    // HttpTls serves the REST API over TLS (see the header). The factory and the provider are
+    // dynamic proxies because the 3.x line adds abstract methods to these interfaces: this
+    // launcher compiles against both lines, and a method not named here returns
+    // Optional.empty() (or runs its default).
+    public static class HttpTls extends Plugin {
+        public HttpTls() {}
+
+        @Override
+        public Optional<SecureSettingsFactory> getSecureSettingFactory(Settings settings) {
+            SecureHttpTransportSettingsProvider http = proxy(SecureHttpTransportSettingsProvider.class, (name, args) -> {
+                if (name.equals("buildSecureHttpServerEngine")) {
+                    SSLEngine engine = TLS_CONTEXT.createSSLEngine();
+                    engine.setUseClientMode(false);
+                    engine.setNeedClientAuth(System.getenv("ATLAS_SEARCH_TLS_CLIENT_CA") != null);
+                    return Optional.of(engine);
+                }
+                return null;
+            });
+            return Optional.of(proxy(SecureSettingsFactory.class,
+                (name, args) -> name.equals("getSecureHttpTransportSettingsProvider") ? Optional.of(http) : null));
+        }
+    }
+
+    interface Answer {
+        // the answer of the named method, or null for its default (or Optional.empty())
+        Object of(String method, Object[] args) throws Exception;
+    }
+
+    static <T> T proxy(Class<T> type, Answer answer) {
+        return type.cast(Proxy.newProxyInstance(type.getClassLoader(), new Class<?>[] {type}, (self, method, args) -> {
+            switch (method.getName()) {
+                case "toString": return type.getSimpleName() + "(atlas)";
+                case "hashCode": return System.identityHashCode(self);
+                case "equals": return self == args[0];
+                default: break;
+            }
+            Object out = answer.of(method.getName(), args);
+            if (out != null) {
+                return out;
+            }
+            if (method.isDefault()) {
+                return InvocationHandler.invokeDefault(self, method, args);
+            }
+            return Optional.empty();
+        }));
+    }
+
+    static SSLContext TLS_CONTEXT;
+
+    static SSLContext tlsContext(String keystore) throws Exception {
+        char[] password = System.getenv().getOrDefault("ATLAS_SEARCH_TLS_PASSWORD", "").toCharArray();
+        KeyStore keys = KeyStore.getInstance("PKCS12");
+        try (InputStream in = Files.newInputStream(Path.of(keystore))) {
+            keys.load(in, password);
+        }
+        KeyManagerFactory kmf = KeyManagerFactory.getInstance(KeyManagerFactory.getDefaultAlgorithm());
+        kmf.init(keys, password);
+        TrustManagerFactory tmf = null;
+        String clientCA = System.getenv("ATLAS_SEARCH_TLS_CLIENT_CA");
+        if (clientCA != null) {
+            KeyStore trust = KeyStore.getInstance(KeyStore.getDefaultType());
+            trust.load(null, null);
+            try (InputStream in = Files.newInputStream(Path.of(clientCA))) {
+                trust.setCertificateEntry("client-ca", CertificateFactory.getInstance("X.509").generateCertificate(in));
+            }
+            tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+            tmf.init(trust);
+        }
+        SSLContext ctx = SSLContext.getInstance("TLS");
+        ctx.init(kmf.getKeyManagers(), tmf == null ? null : tmf.getTrustManagers(), null);
+        return ctx;
+    }
+
     // the first of the names that this line's jars define
     static Class<?> firstClass(String... names) throws ClassNotFoundException {
         for (String name : names) {
@@ -69,7 +163,19 @@ public class AtlasSearchNode {
 
     public static void main(String[] args) throws Exception {
         Path home = Path.of(args[0]).toAbsolutePath();
+        Collection<Object> plugins = classpathModules();
+        Settings.Builder tls = Settings.builder();
+        String keystore = System.getenv("ATLAS_SEARCH_TLS_KEYSTORE");
+        if (keystore != null && !keystore.isBlank()) {
+            if (Version.CURRENT.major >= 3) {
+                throw new IllegalArgumentException("ATLAS_SEARCH_TLS_KEYSTORE: HTTPS is wired for the 2.x line only");
+            }
+            TLS_CONTEXT = tlsContext(keystore);
+            plugins.add(HttpTls.class);
+            tls.put("http.type", "netty4-secure");
+        }
         Settings settings = Settings.builder()
+            .put(tls.build())
             .put("cluster.name", "atlas-test")
             .put("node.name", "atlas-search-0")
             .put("path.home", home.toString())
@@ -91,7 +197,7 @@ public class AtlasSearchNode {
         // is protected: the public ones read plugins from the distribution's directories only.
         Constructor<Node> constructor = Node.class.getDeclaredConstructor(Environment.class, Collection.class, boolean.class);
         constructor.setAccessible(true);
-        Node node = constructor.newInstance(env, classpathModules(), true);
+        Node node = constructor.newInstance(env, plugins, true);
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             try {

@@ -67,9 +67,17 @@ The database is given by ` + names.EnvPostgresDSN + `; search credentials by
 				return err
 			}
 			indexerOpts.Runner.Skip = indexer.SkipRecord
+			searchTLS, err := search.TLSConfig()
+			if err != nil {
+				return err
+			}
 			return runConsumer(cmd.Context(), &indexerOpts, func(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, ready *observe.Readiness) (runner.Sink, error) {
+				if search.TLSInsecureSkipVerify {
+					log.Warn("TLS VERIFICATION OF THE SEARCH SERVER IS OFF: anyone on the network path can read and change what the indexer writes; give its CA instead",
+						"flag", "--"+names.FlagElasticsearchTLSInsecure, "addresses", search.Addresses)
+				}
 				es, err := indexer.Connect(ctx, indexer.ClientConfig{
-					Addresses: search.Addresses, OpenSearch: search.OpenSearch,
+					Addresses: search.Addresses, OpenSearch: search.OpenSearch, TLS: searchTLS,
 					Username: os.Getenv(names.EnvElasticsearchUsername), Password: os.Getenv(names.EnvElasticsearchPassword),
 					APIKey: os.Getenv(names.EnvElasticsearchAPIKey),
 				}, search.Index, search.BulkTimeout, indexerOpts.Runner.Backoff, log, m, ready)

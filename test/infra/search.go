@@ -12,6 +12,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8"
 
 	"github.com/atlas-platform/atlas-operator/consumer/indexer"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
+	"github.com/atlas-platform/atlas-operator/internal/tlsconfig"
 )
 
 // SearchEngine is one line of search server the tests run against, found at the URL its
@@ -26,7 +28,12 @@ type SearchEngine struct {
 	// OpenSearch: the server is OpenSearch, so clients need the compatibility the
 	// indexer's --elasticsearch-opensearch flag turns on (see indexer.ClientConfig).
 	OpenSearch bool
-	what, how  string
+	// TLS, when set, are the PEM files of a server serving HTTPS that demands a client
+	// certificate (StartTLSOpenSearch): its CA and the indexer's certificate and key.
+	TLS *tlsconfig.Files
+	// url, when set, is the server's URL instead of Env's (a test's private server).
+	url       string
+	what, how string
 }
 
 var (
@@ -93,7 +100,10 @@ type checkResult struct {
 // server is not of the engine's line (checked once per URL).
 func (e SearchEngine) URL(t testing.TB) string {
 	t.Helper()
-	url := Require(t, e.Env, e.what, e.how)
+	url := e.url
+	if url == "" {
+		url = Require(t, e.Env, e.what, e.how)
+	}
 	if _, err := e.about(url); err != nil {
 		t.Fatalf("%s=%s: %v", e.Env, url, err)
 	}
@@ -116,7 +126,7 @@ func (e SearchEngine) about(url string) (About, error) {
 		return r.(checkResult).about, r.(checkResult).err
 	}
 	var r checkResult
-	r.about, r.err = fetchAbout(url, e.OpenSearch)
+	r.about, r.err = e.fetchAbout(url)
 	if r.err == nil && !strings.HasPrefix(r.about.Version.Number, e.Line) {
 		r.err = fmt.Errorf("the server is %s, not of the %s line %s", r.about, e.Name, e.Line+"x")
 	}
@@ -127,8 +137,8 @@ func (e SearchEngine) about(url string) (About, error) {
 	return r.about, r.err
 }
 
-func fetchAbout(url string, openSearch bool) (About, error) {
-	es, err := indexer.NewClient(indexer.ClientConfig{Addresses: []string{url}, OpenSearch: openSearch})
+func (e SearchEngine) fetchAbout(url string) (About, error) {
+	es, err := e.newClient(url)
 	if err != nil {
 		return About{}, err
 	}
@@ -157,19 +167,38 @@ func fetchAbout(url string, openSearch bool) (About, error) {
 // turns on, for an OpenSearch server).
 func (e SearchEngine) Client(t testing.TB) *elasticsearch.Client {
 	t.Helper()
-	es, err := indexer.NewClient(indexer.ClientConfig{Addresses: []string{e.URL(t)}, OpenSearch: e.OpenSearch})
+	es, err := e.newClient(e.URL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return es
 }
 
+func (e SearchEngine) newClient(url string) (*elasticsearch.Client, error) {
+	c := indexer.ClientConfig{Addresses: []string{url}, OpenSearch: e.OpenSearch}
+	if e.TLS != nil {
+		p, err := e.TLS.Read("search server")
+		if err != nil {
+			return nil, err
+		}
+		if c.TLS, err = tlsconfig.Client(p, false, "search server"); err != nil {
+			return nil, err
+		}
+	}
+	return indexer.NewClient(c)
+}
+
 // IndexerFlags returns the indexer's flags for this engine (beyond its address).
 func (e SearchEngine) IndexerFlags() []string {
+	var flags []string
 	if e.OpenSearch {
-		return []string{"--elasticsearch-opensearch"}
+		flags = append(flags, "--"+names.FlagElasticsearchOpenSearch)
 	}
-	return nil
+	if e.TLS != nil {
+		flags = append(flags, "--"+names.FlagElasticsearchTLSCAFile, e.TLS.CA,
+			"--"+names.FlagElasticsearchTLSCertFile, e.TLS.Cert, "--"+names.FlagElasticsearchTLSKeyFile, e.TLS.Key)
+	}
+	return flags
 }
 
 // NewIndexName returns an index name unique to the calling test; the index (if the
