@@ -153,8 +153,12 @@ func kafkaConn(ac *atlasv1alpha1.AtlasConsumer, secrets secretValues) kafkaconn.
 	}
 	if sasl := k.SASL; sasl != nil {
 		conn.SASLMechanism = string(sasl.Mechanism)
-		conn.SASLUsername = string(secrets.get(&sasl.UsernameSecretRef))
-		conn.SASLPassword = string(secrets.get(&sasl.PasswordSecretRef))
+		conn.SASLUsername = string(secrets.get(sasl.UsernameSecretRef))
+		conn.SASLPassword = string(secrets.get(sasl.PasswordSecretRef))
+		if o := sasl.OAuthBearer; o != nil {
+			conn.OAuth = kafkaconn.OAuth{Token: string(secrets.get(o.TokenSecretRef)), TokenURL: o.TokenURL,
+				ClientID: string(secrets.get(o.ClientIDSecretRef)), ClientSecret: string(secrets.get(o.ClientSecretSecretRef)), Scopes: o.Scopes}
+		}
 	}
 	return conn
 }

@@ -28,11 +28,14 @@ func (v secretValues) get(sel *corev1.SecretKeySelector) []byte {
 	return v[sel.Name+"/"+sel.Key]
 }
 
-// checksum summarises the referenced values: it changes when any of them changes, and
-// only then, which rolls the pods.
+// checksum summarises the referenced values the pods read at start: it changes when any
+// of them changes, and only then, which rolls the pods. Live values are left out.
 func (v secretValues) checksum(refs []workload.SecretKeyRef) string {
 	h := sha256.New()
 	for _, ref := range refs {
+		if ref.Live {
+			continue
+		}
 		val, ok := v[ref.Name+"/"+ref.Key]
 		fmt.Fprintf(h, "%s/%s %t %d:", ref.Name, ref.Key, ok, len(val))
 		h.Write(val)

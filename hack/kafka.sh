@@ -6,6 +6,9 @@
 #                             When DIR holds a stopped broker, starts it again on its old port
 #                             with its data.
 #   hack/kafka.sh stop DIR    stops the broker recorded in DIR/pid
+# ATLAS_KAFKA_SASL=OAUTHBEARER makes the client listener SASL_PLAINTEXT with OAUTHBEARER only,
+# validated by Kafka's own unsecured-JWT validator (unsigned tokens; it checks expiry and that
+# the "scope" claim holds atlas.events): a real broker refusing clients without a valid token.
 # Jars are cached under $ATLAS_CACHE_DIR/kafka-<version>.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -27,20 +30,34 @@ start() {
   if [[ -f $dir/server.properties && -f $dir/data/meta.properties && -f $dir/port ]]; then
     restart=true
     port=$(cat "$dir/port")
-    host=$(sed -n 's|^advertised.listeners=PLAINTEXT://\(.*\):[0-9]*$|\1|p' "$dir/server.properties")
+    host=$(sed -n 's|^advertised.listeners=[A-Z_]*://\([^:,]*\):.*$|\1|p' "$dir/server.properties")
   else
     port=$(free_port)
     cport=$(free_port)
     while [[ $cport == "$port" ]]; do cport=$(free_port); done
+    local listeners
+    case ${ATLAS_KAFKA_SASL:-} in
+      "") listeners="listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$host:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT" ;;
+      OAUTHBEARER)
+        local iport
+        iport=$(free_port)
+        listeners="listeners=SASL_PLAINTEXT://$host:$port,INTERNAL://127.0.0.1:$iport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_PLAINTEXT://$host:$port,INTERNAL://127.0.0.1:$iport
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=INTERNAL
+sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\" unsecuredValidatorRequiredScope=\"atlas.events\";" ;;
+      *) die "kafka: ATLAS_KAFKA_SASL=$ATLAS_KAFKA_SASL: only OAUTHBEARER is wired" ;;
+    esac
     cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://$host:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://$host:$port
+$listeners
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 num.partitions=1
 auto.create.topics.enable=false

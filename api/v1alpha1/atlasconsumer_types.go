@@ -53,7 +53,7 @@ const (
 )
 
 // SASLMechanism is a Kafka SASL authentication mechanism.
-// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512
+// +kubebuilder:validation:Enum=PLAIN;SCRAM-SHA-256;SCRAM-SHA-512;OAUTHBEARER;AWS_MSK_IAM
 type SASLMechanism string
 
 // KafkaSpec says where a consumer reads its events from.
@@ -133,18 +133,61 @@ type KafkaTLS struct {
 }
 
 // KafkaSASL configures SASL authentication to the Kafka brokers.
+// +kubebuilder:validation:XValidation:rule="!(self.mechanism in ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']) || (has(self.usernameSecretRef) && has(self.passwordSecretRef))",message="PLAIN and SCRAM need usernameSecretRef and passwordSecretRef"
+// +kubebuilder:validation:XValidation:rule="self.mechanism in ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] || !(has(self.usernameSecretRef) || has(self.passwordSecretRef))",message="usernameSecretRef and passwordSecretRef are for PLAIN and SCRAM only"
+// +kubebuilder:validation:XValidation:rule="(self.mechanism == 'OAUTHBEARER') == has(self.oauthBearer)",message="oauthBearer is required with mechanism OAUTHBEARER, and only then"
 type KafkaSASL struct {
-	// mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	// mechanism is PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, or AWS_MSK_IAM (Amazon
+	// MSK's IAM authentication: the pods sign with the AWS credentials the AWS SDK's default
+	// chain finds, e.g. IRSA or EKS Pod Identity through podOverrides.serviceAccountName; the
+	// operator, which reads the lag, needs such credentials too).
 	// +required
 	Mechanism SASLMechanism `json:"mechanism"`
-	// usernameSecretRef selects the SASL user name.
-	// +required
+	// usernameSecretRef selects the SASL user name (PLAIN and SCRAM).
+	// +optional
 	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="usernameSecretRef needs the name of a Secret and a key in it"
-	UsernameSecretRef corev1.SecretKeySelector `json:"usernameSecretRef"`
-	// passwordSecretRef selects the SASL password.
-	// +required
+	UsernameSecretRef *corev1.SecretKeySelector `json:"usernameSecretRef,omitempty"`
+	// passwordSecretRef selects the SASL password (PLAIN and SCRAM).
+	// +optional
 	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="passwordSecretRef needs the name of a Secret and a key in it"
-	PasswordSecretRef corev1.SecretKeySelector `json:"passwordSecretRef"`
+	PasswordSecretRef *corev1.SecretKeySelector `json:"passwordSecretRef,omitempty"`
+	// oauthBearer says where OAUTHBEARER tokens come from.
+	// +optional
+	OAuthBearer *KafkaOAuthBearer `json:"oauthBearer,omitempty"`
+}
+
+// KafkaOAuthBearer is where OAUTHBEARER tokens come from: a token kept current in a Secret
+// (tokenSecretRef), or the OAuth 2.0 client credentials grant against an identity provider
+// (tokenURL with a client id and secret).
+// +kubebuilder:validation:XValidation:rule="has(self.tokenSecretRef) != has(self.tokenURL)",message="give either tokenSecretRef or tokenURL (the client credentials grant)"
+// +kubebuilder:validation:XValidation:rule="has(self.tokenURL) == (has(self.clientIDSecretRef) && has(self.clientSecretSecretRef))",message="tokenURL needs clientIDSecretRef and clientSecretSecretRef, and they need tokenURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.scopes) || has(self.tokenURL)",message="scopes are asked for with the client credentials grant: they need tokenURL"
+type KafkaOAuthBearer struct {
+	// tokenSecretRef selects a token (a JWT) kept current by something else. The pods read
+	// it from a mounted file at every authentication, so a rotated token is used without
+	// restarting them.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="tokenSecretRef needs the name of a Secret and a key in it"
+	TokenSecretRef *corev1.SecretKeySelector `json:"tokenSecretRef,omitempty"`
+	// tokenURL is the identity provider's token endpoint for the client credentials grant,
+	// e.g. "https://keycloak.example/realms/kafka/protocol/openid-connect/token".
+	// +optional
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +kubebuilder:validation:MaxLength=2048
+	TokenURL string `json:"tokenURL,omitempty"`
+	// clientIDSecretRef selects the client id of the client credentials grant.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="clientIDSecretRef needs the name of a Secret and a key in it"
+	ClientIDSecretRef *corev1.SecretKeySelector `json:"clientIDSecretRef,omitempty"`
+	// clientSecretSecretRef selects the client secret of the client credentials grant.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0 && size(self.key) > 0",message="clientSecretSecretRef needs the name of a Secret and a key in it"
+	ClientSecretSecretRef *corev1.SecretKeySelector `json:"clientSecretSecretRef,omitempty"`
+	// scopes are asked for with the client credentials grant.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[\x21\x23-\x5B\x5D-\x7E]+$`
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 // PostgresSpec says where the consumer's Postgres database is.

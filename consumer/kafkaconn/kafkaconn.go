@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/aws"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -24,7 +26,17 @@ const (
 	SASLPlain       = "PLAIN"
 	SASLScramSHA256 = "SCRAM-SHA-256"
 	SASLScramSHA512 = "SCRAM-SHA-512"
+	// SASLOAuthBearer authenticates with an OAuth 2.0 bearer token (a JWT), read from a
+	// file or obtained with the client credentials grant.
+	SASLOAuthBearer = "OAUTHBEARER"
+	// SASLAWSMSKIAM authenticates to Amazon MSK with the AWS credentials of the process,
+	// found by the AWS SDK's default chain (environment, web identity / IRSA, EKS Pod
+	// Identity, instance role).
+	SASLAWSMSKIAM = "AWS_MSK_IAM"
 )
+
+// saslMechanisms lists the mechanisms, as errors name them.
+const saslMechanisms = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or AWS_MSK_IAM"
 
 // Config is how to reach and authenticate to the Kafka cluster.
 type Config struct {
@@ -46,6 +58,25 @@ type Config struct {
 	SASLMechanism string
 	SASLUsername  string
 	SASLPassword  string
+
+	// OAuth configures OAUTHBEARER.
+	OAuth OAuth
+}
+
+// OAuth is where OAUTHBEARER tokens come from: a token (TokenFile, re-read at every
+// authentication so a rotated token is used without a restart; or Token in memory), or the
+// client credentials grant at TokenURL (tokens cached until shortly before they expire).
+type OAuth struct {
+	TokenFile    string
+	Token        string
+	TokenURL     string
+	ClientID     string
+	ClientSecret string
+	Scopes       []string
+}
+
+func (o OAuth) isZero() bool {
+	return o.TokenFile == "" && o.Token == "" && o.TokenURL == "" && o.ClientID == "" && o.ClientSecret == "" && len(o.Scopes) == 0
 }
 
 // AddFlags registers the settings on fs with the given defaults for brokers and client id.
@@ -56,9 +87,14 @@ func (c *Config) AddFlags(fs *pflag.FlagSet, defaultClientID string) {
 	fs.StringVar(&c.TLSCAFile, names.FlagKafkaTLSCAFile, "", "PEM file of the CA certificates that verify the brokers (default: system roots)")
 	fs.StringVar(&c.TLSCertFile, names.FlagKafkaTLSCertFile, "", "PEM client certificate for mutual TLS (needs --kafka-tls-key-file)")
 	fs.StringVar(&c.TLSKeyFile, names.FlagKafkaTLSKeyFile, "", "PEM private key of the client certificate")
-	fs.StringVar(&c.SASLMechanism, names.FlagKafkaSASLMechanism, "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)")
-	fs.StringVar(&c.SASLUsername, names.FlagKafkaSASLUsername, "", "SASL user name")
-	fs.StringVar(&c.SASLPassword, names.FlagKafkaSASLPassword, "", "SASL password (prefer the ATLAS_KAFKA_SASL_PASSWORD environment variable)")
+	fs.StringVar(&c.SASLMechanism, names.FlagKafkaSASLMechanism, "", "SASL mechanism: "+saslMechanisms+" (empty: no SASL)")
+	fs.StringVar(&c.SASLUsername, names.FlagKafkaSASLUsername, "", "SASL user name (PLAIN, SCRAM)")
+	fs.StringVar(&c.SASLPassword, names.FlagKafkaSASLPassword, "", "SASL password (PLAIN, SCRAM; prefer the ATLAS_KAFKA_SASL_PASSWORD environment variable)")
+	fs.StringVar(&c.OAuth.TokenFile, names.FlagKafkaSASLOAuthTokenFile, "", "OAUTHBEARER: file holding the token, read again at every authentication")
+	fs.StringVar(&c.OAuth.TokenURL, names.FlagKafkaSASLOAuthTokenURL, "", "OAUTHBEARER: OAuth 2.0 token endpoint of the client credentials grant")
+	fs.StringVar(&c.OAuth.ClientID, names.FlagKafkaSASLOAuthClientID, "", "OAUTHBEARER: client id of the client credentials grant")
+	fs.StringVar(&c.OAuth.ClientSecret, names.FlagKafkaSASLOAuthClientSecret, "", "OAUTHBEARER: client secret (prefer the ATLAS_KAFKA_SASL_OAUTH_CLIENT_SECRET environment variable)")
+	fs.StringSliceVar(&c.OAuth.Scopes, names.FlagKafkaSASLOAuthScopes, nil, "OAUTHBEARER: scopes asked for with the client credentials grant (comma-separated)")
 }
 
 // Validate reports every problem of the configuration at once.
@@ -75,19 +111,50 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, fmt.Errorf("--%s and --%s go together", names.FlagKafkaTLSCertFile, names.FlagKafkaTLSKeyFile))
 	}
-	switch strings.ToUpper(c.SASLMechanism) {
+	errs = append(errs, c.validateSASL()...)
+	return errors.Join(errs...)
+}
+
+func (c Config) validateSASL() []error {
+	var errs []error
+	mech := strings.ToUpper(c.SASLMechanism)
+	password := c.SASLUsername != "" || c.SASLPassword != ""
+	switch mech {
 	case "":
-		if c.SASLUsername != "" || c.SASLPassword != "" {
+		if password || !c.OAuth.isZero() {
 			errs = append(errs, fmt.Errorf("SASL credentials given without --%s", names.FlagKafkaSASLMechanism))
 		}
 	case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		if c.SASLUsername == "" || c.SASLPassword == "" {
 			errs = append(errs, fmt.Errorf("--%s %s needs --%s and a password", names.FlagKafkaSASLMechanism, c.SASLMechanism, names.FlagKafkaSASLUsername))
 		}
+	case SASLOAuthBearer:
+		o := c.OAuth
+		token := o.TokenFile != "" || o.Token != ""
+		grant := o.TokenURL != "" || o.ClientID != "" || o.ClientSecret != "" || len(o.Scopes) > 0
+		switch {
+		case token && grant:
+			errs = append(errs, fmt.Errorf("--%s %s: give a token (--%s) or the client credentials grant (--%s), not both",
+				names.FlagKafkaSASLMechanism, mech, names.FlagKafkaSASLOAuthTokenFile, names.FlagKafkaSASLOAuthTokenURL))
+		case grant && (o.TokenURL == "" || o.ClientID == "" || o.ClientSecret == ""):
+			errs = append(errs, fmt.Errorf("--%s %s: the client credentials grant needs --%s, --%s and a client secret",
+				names.FlagKafkaSASLMechanism, mech, names.FlagKafkaSASLOAuthTokenURL, names.FlagKafkaSASLOAuthClientID))
+		case !token && !grant:
+			errs = append(errs, fmt.Errorf("--%s %s needs --%s, or --%s with a client id and secret",
+				names.FlagKafkaSASLMechanism, mech, names.FlagKafkaSASLOAuthTokenFile, names.FlagKafkaSASLOAuthTokenURL))
+		}
+	case SASLAWSMSKIAM:
+		if password || !c.OAuth.isZero() {
+			errs = append(errs, fmt.Errorf("--%s %s takes its credentials from the AWS environment (IRSA, EKS Pod Identity, AWS_* variables), not from SASL flags",
+				names.FlagKafkaSASLMechanism, mech))
+		}
 	default:
-		errs = append(errs, fmt.Errorf("--%s %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", names.FlagKafkaSASLMechanism, c.SASLMechanism))
+		return []error{fmt.Errorf("--%s %q: want %s", names.FlagKafkaSASLMechanism, c.SASLMechanism, saslMechanisms)}
 	}
-	return errors.Join(errs...)
+	if mech != SASLPlain && mech != SASLScramSHA256 && mech != SASLScramSHA512 && mech != "" && mech != SASLAWSMSKIAM && password {
+		errs = append(errs, fmt.Errorf("--%s %s does not use a user name or password", names.FlagKafkaSASLMechanism, mech))
+	}
+	return errs
 }
 
 // Opts returns the franz-go options for the configuration.
@@ -113,6 +180,10 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha256Mechanism()))
 	case SASLScramSHA512:
 		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUsername, Pass: c.SASLPassword}.AsSha512Mechanism()))
+	case SASLOAuthBearer:
+		opts = append(opts, kgo.SASL(oauth.Oauth(c.OAuth.tokens())))
+	case SASLAWSMSKIAM:
+		opts = append(opts, kgo.SASL(aws.ManagedStreamingIAM(awsCredentials())))
 	}
 	return opts, nil
 }

@@ -39,6 +39,12 @@ const (
 	FlagKafkaSASLMechanism = "kafka-sasl-mechanism"
 	FlagKafkaSASLUsername  = "kafka-sasl-username"
 	FlagKafkaSASLPassword  = "kafka-sasl-password"
+	// OAUTHBEARER: a token file, or the OAuth 2.0 client credentials grant.
+	FlagKafkaSASLOAuthTokenFile    = "kafka-sasl-oauth-token-file"
+	FlagKafkaSASLOAuthTokenURL     = "kafka-sasl-oauth-token-url"
+	FlagKafkaSASLOAuthClientID     = "kafka-sasl-oauth-client-id"
+	FlagKafkaSASLOAuthClientSecret = "kafka-sasl-oauth-client-secret"
+	FlagKafkaSASLOAuthScopes       = "kafka-sasl-oauth-scopes"
 )
 
 // Flag names of the consumers.

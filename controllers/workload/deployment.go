@@ -24,6 +24,8 @@ const (
 
 	kafkaTLSVolume  = "kafka-tls"
 	kafkaTLSDir     = "/etc/atlas/kafka-tls"
+	kafkaSASLVolume = "kafka-sasl"
+	kafkaSASLDir    = "/etc/atlas/kafka-sasl"
 	searchTLSVolume = "search-tls"
 	searchTLSDir    = "/etc/atlas/search-tls"
 	tmpVolume       = "tmp"
@@ -184,10 +186,28 @@ func ConsumerEnv(ac *atlasv1alpha1.AtlasConsumer) []corev1.EnvVar {
 		}
 	}
 	if sasl := k.SASL; sasl != nil {
-		env = append(env,
-			value(names.FlagKafkaSASLMechanism, string(sasl.Mechanism)),
-			secretEnv(flagenv.Name(names.FlagKafkaSASLUsername), &sasl.UsernameSecretRef),
-			secretEnv(flagenv.Name(names.FlagKafkaSASLPassword), &sasl.PasswordSecretRef))
+		env = append(env, value(names.FlagKafkaSASLMechanism, string(sasl.Mechanism)))
+		if sasl.UsernameSecretRef != nil && sasl.PasswordSecretRef != nil {
+			env = append(env,
+				secretEnv(flagenv.Name(names.FlagKafkaSASLUsername), sasl.UsernameSecretRef),
+				secretEnv(flagenv.Name(names.FlagKafkaSASLPassword), sasl.PasswordSecretRef))
+		}
+		if o := sasl.OAuthBearer; o != nil {
+			if o.TokenSecretRef != nil {
+				env = append(env, value(names.FlagKafkaSASLOAuthTokenFile, kafkaSASLDir+"/token"))
+			}
+			if o.TokenURL != "" {
+				env = append(env, value(names.FlagKafkaSASLOAuthTokenURL, o.TokenURL))
+				if o.ClientIDSecretRef != nil && o.ClientSecretSecretRef != nil {
+					env = append(env,
+						secretEnv(flagenv.Name(names.FlagKafkaSASLOAuthClientID), o.ClientIDSecretRef),
+						secretEnv(flagenv.Name(names.FlagKafkaSASLOAuthClientSecret), o.ClientSecretSecretRef))
+				}
+				if len(o.Scopes) > 0 {
+					env = append(env, value(names.FlagKafkaSASLOAuthScopes, joinComma(o.Scopes)))
+				}
+			}
+		}
 	}
 	env = append(env, secretEnv(names.EnvPostgresDSN, &ac.Spec.Postgres.DSNSecretRef))
 	if es := ac.Spec.Elasticsearch; es != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
@@ -257,6 +277,10 @@ func volumes(ac *atlasv1alpha1.AtlasConsumer) []corev1.Volume {
 		vols = appendProjected(vols, kafkaTLSVolume,
 			secretFile(tls.CASecretRef, "ca.crt"), secretFile(tls.CertSecretRef, "tls.crt"), secretFile(tls.KeySecretRef, "tls.key"))
 	}
+	if sasl := ac.Spec.Kafka.SASL; sasl != nil && sasl.OAuthBearer != nil {
+		// a projected Secret file follows the Secret, so a rotated token is read without a restart
+		vols = appendProjected(vols, kafkaSASLVolume, secretFile(sasl.OAuthBearer.TokenSecretRef, "token"))
+	}
 	if es := ac.Spec.Elasticsearch; es != nil && es.TLS != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
 		tls := es.TLS
 		ca := secretFile(tls.CASecretRef, "ca.crt")
@@ -305,6 +329,8 @@ func volumeMounts(ac *atlasv1alpha1.AtlasConsumer) []corev1.VolumeMount {
 		switch v.Name {
 		case kafkaTLSVolume:
 			mounts = append(mounts, corev1.VolumeMount{Name: kafkaTLSVolume, MountPath: kafkaTLSDir, ReadOnly: true})
+		case kafkaSASLVolume:
+			mounts = append(mounts, corev1.VolumeMount{Name: kafkaSASLVolume, MountPath: kafkaSASLDir, ReadOnly: true})
 		case searchTLSVolume:
 			mounts = append(mounts, corev1.VolumeMount{Name: searchTLSVolume, MountPath: searchTLSDir, ReadOnly: true})
 		}

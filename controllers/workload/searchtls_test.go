@@ -33,7 +33,7 @@ func TestSearchTLS(t *testing.T) {
 		tls:     atlasv1alpha1.ElasticsearchTLS{CASecretRef: secret("es-ca", "ca.crt")},
 		sources: []source{{"Secret", "es-ca", "ca.crt", "ca.crt"}},
 		env:     map[string]string{"ATLAS_ELASTICSEARCH_TLS_CA_FILE": dir + "/ca.crt"},
-		refs:    []SecretKeyRef{{"pg", "dsn", false}, {"es-ca", "ca.crt", false}},
+		refs:    []SecretKeyRef{{"pg", "dsn", false, false}, {"es-ca", "ca.crt", false, false}},
 	}, {
 		name: "CA from a ConfigMap and a client certificate",
 		mode: atlasv1alpha1.AtlasConsumerModeIndexer,
@@ -42,18 +42,18 @@ func TestSearchTLS(t *testing.T) {
 			{"Secret", "client", "tls.crt", "tls.crt"}, {"Secret", "client", "tls.key", "tls.key"}},
 		env: map[string]string{"ATLAS_ELASTICSEARCH_TLS_CA_FILE": dir + "/ca.crt",
 			"ATLAS_ELASTICSEARCH_TLS_CERT_FILE": dir + "/tls.crt", "ATLAS_ELASTICSEARCH_TLS_KEY_FILE": dir + "/tls.key"},
-		refs: []SecretKeyRef{{"pg", "dsn", false}, {"client", "tls.crt", false}, {"client", "tls.key", false}},
+		refs: []SecretKeyRef{{"pg", "dsn", false, false}, {"client", "tls.crt", false, false}, {"client", "tls.key", false, false}},
 	}, {
 		name: "no verification",
 		mode: atlasv1alpha1.AtlasConsumerModeIndexer,
 		tls:  atlasv1alpha1.ElasticsearchTLS{InsecureSkipVerify: true},
 		env:  map[string]string{"ATLAS_ELASTICSEARCH_TLS_INSECURE_SKIP_VERIFY": "true"},
-		refs: []SecretKeyRef{{"pg", "dsn", false}},
+		refs: []SecretKeyRef{{"pg", "dsn", false, false}},
 	}, {
 		name: "audit ignores the search server",
 		mode: atlasv1alpha1.AtlasConsumerModeAudit,
 		tls:  atlasv1alpha1.ElasticsearchTLS{CASecretRef: secret("es-ca", "ca.crt"), InsecureSkipVerify: true},
-		refs: []SecretKeyRef{{"pg", "dsn", false}},
+		refs: []SecretKeyRef{{"pg", "dsn", false, false}},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ac := consumer(func(a *atlasv1alpha1.AtlasConsumer) {

@@ -133,6 +133,9 @@ type SecretKeyRef struct {
 	Name, Key string
 	// Optional keys (and Secrets) may be missing.
 	Optional bool
+	// Live keys reach the pods as files they read again when they need them (an OAuth
+	// token): a change needs no restart, so it is left out of the pods' checksum.
+	Live bool
 }
 
 // SecretRefs lists every Secret key the consumer pods read, in a stable order.
@@ -150,8 +153,17 @@ func SecretRefs(ac *atlasv1alpha1.AtlasConsumer) []SecretKeyRef {
 		add(tls.KeySecretRef)
 	}
 	if sasl := ac.Spec.Kafka.SASL; sasl != nil {
-		add(&sasl.UsernameSecretRef)
-		add(&sasl.PasswordSecretRef)
+		add(sasl.UsernameSecretRef)
+		add(sasl.PasswordSecretRef)
+		if o := sasl.OAuthBearer; o != nil {
+			if o.TokenSecretRef != nil {
+				// read from its file at every authentication: a new token needs no restart
+				refs = append(refs, SecretKeyRef{Name: o.TokenSecretRef.Name, Key: o.TokenSecretRef.Key,
+					Optional: o.TokenSecretRef.Optional != nil && *o.TokenSecretRef.Optional, Live: true})
+			}
+			add(o.ClientIDSecretRef)
+			add(o.ClientSecretSecretRef)
+		}
 	}
 	if es := ac.Spec.Elasticsearch; es != nil && ac.Spec.Mode == atlasv1alpha1.AtlasConsumerModeIndexer {
 		if es.CredentialsSecretRef != nil {

@@ -89,7 +89,7 @@ func TestMutualTLS(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, env[name], want)
 		}
 	}
-	want := []SecretKeyRef{{"pg", "dsn", false}, {"ca", "ca.pem", false}, {"client", "tls.crt", false}, {"client", "tls.key", false}}
+	want := []SecretKeyRef{{"pg", "dsn", false, false}, {"ca", "ca.pem", false, false}, {"client", "tls.crt", false, false}, {"client", "tls.key", false, false}}
 	if got := SecretRefs(ac); !slices.Equal(got, want) {
 		t.Errorf("SecretRefs = %v, want %v", got, want)
 	}

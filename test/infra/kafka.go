@@ -2,12 +2,16 @@ package infra
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/consumer/kafkaconn"
 )
 
 // KafkaBrokers returns the bootstrap servers of the test broker.
@@ -120,4 +124,53 @@ func GroupLag(t testing.TB, group, topic string) int64 {
 		lag += o.Offset - c.At
 	})
 	return lag
+}
+
+// OAuthScope is the scope the OAUTHBEARER broker of hack/kafka.sh (ATLAS_KAFKA_SASL=OAUTHBEARER)
+// demands in every token.
+const OAuthScope = "atlas.events"
+
+// UnsecuredJWT returns an unsigned JWT ("alg": "none") for subject sub with the given scope,
+// issued now and expiring after ttl: what Kafka's unsecured-JWT validator accepts.
+func UnsecuredJWT(sub, scope string, ttl time.Duration) string {
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	now := time.Now()
+	return enc(map[string]string{"alg": "none"}) + "." +
+		enc(map[string]any{"sub": sub, "scope": scope, "iat": now.Unix(), "exp": now.Add(ttl).Unix()}) + "."
+}
+
+// OAuthKafkaClient is a franz-go client of an OAUTHBEARER broker (StartKafka with
+// ATLAS_KAFKA_SASL=OAUTHBEARER) presenting token, configured as the consumers configure
+// theirs (kafkaconn); it is closed when the test ends.
+func OAuthKafkaClient(t testing.TB, brokers []string, token string) *kgo.Client {
+	t.Helper()
+	c := kafkaconn.Config{Brokers: brokers, SASLMechanism: kafkaconn.SASLOAuthBearer, OAuth: kafkaconn.OAuth{Token: token}}
+	opts, err := c.Opts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// CreateTopicsWith creates the topics with the given partition count through cl (a
+// client of a test's own broker), failing the test on any error.
+func CreateTopicsWith(t testing.TB, cl *kgo.Client, partitions int32, topics ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, 1, nil, topics...)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("create topics %v: %v", topics, err)
+	}
 }

@@ -32,11 +32,12 @@ func StartPostgres(t testing.TB) *Server {
 }
 
 // StartKafka starts a private single-node Apache Kafka broker (hack/kafka.sh); Addr is
-// its bootstrap address.
-func StartKafka(t testing.TB) *Server {
+// its bootstrap address. env is added to the script's environment (for example
+// ATLAS_KAFKA_SASL=OAUTHBEARER).
+func StartKafka(t testing.TB, env ...string) *Server {
 	t.Helper()
 	KafkaBrokers(t) // without the test stack, fail here with the how-to
-	return startServer(t, "kafka.sh")
+	return startServer(t, "kafka.sh", env...)
 }
 
 // StartTLSOpenSearch starts a private OpenSearch 2.19 node (hack/opensearch.sh with

@@ -114,6 +114,40 @@ func TestCRDSchema(t *testing.T) {
 		{"client cert without key", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Kafka.TLS = &atlasv1alpha1.KafkaTLS{CertSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "tls"}, Key: "tls.crt"}}
 		}, "certSecretRef and keySecretRef go together"},
+		{"SCRAM without a password", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512", UsernameSecretRef: secretSel("auth", "user")}
+		}, "PLAIN and SCRAM need usernameSecretRef and passwordSecretRef"},
+		{"OAUTHBEARER without oauthBearer", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER"}
+		}, "oauthBearer is required with mechanism OAUTHBEARER, and only then"},
+		{"OAUTHBEARER with a password", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER", PasswordSecretRef: secretSel("auth", "password"),
+				OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{TokenSecretRef: secretSel("jwt", "token")}}
+		}, "usernameSecretRef and passwordSecretRef are for PLAIN and SCRAM only"},
+		{"OAUTHBEARER token and grant", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER", OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{
+				TokenSecretRef: secretSel("jwt", "token"), TokenURL: "https://idp/token",
+				ClientIDSecretRef: secretSel("c", "id"), ClientSecretSecretRef: secretSel("c", "secret")}}
+		}, "give either tokenSecretRef or tokenURL"},
+		{"OAUTHBEARER grant without a secret", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER", OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{
+				TokenURL: "https://idp/token", ClientIDSecretRef: secretSel("c", "id")}}
+		}, "tokenURL needs clientIDSecretRef and clientSecretSecretRef"},
+		{"AWS_MSK_IAM with oauthBearer", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "AWS_MSK_IAM", OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{TokenSecretRef: secretSel("jwt", "token")}}
+		}, "oauthBearer is required with mechanism OAUTHBEARER, and only then"},
+		{"search CA twice", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"https://es:9200"}, TLS: &atlasv1alpha1.ElasticsearchTLS{
+				CASecretRef: secretSel("es", "ca.crt"), CAConfigMapRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "b"}, Key: "ca.crt"}}}
+		}, "caSecretRef and caConfigMapRef are alternatives"},
+		{"search CA without verification", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"https://es:9200"}, TLS: &atlasv1alpha1.ElasticsearchTLS{
+				CASecretRef: secretSel("es", "ca.crt"), InsecureSkipVerify: true}}
+		}, "insecureSkipVerify turns verification off, so the CA would never be used"},
+		{"search client cert without key", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"https://es:9200"}, TLS: &atlasv1alpha1.ElasticsearchTLS{
+				CertSecretRef: secretSel("client", "tls.crt")}}
+		}, "certSecretRef and keySecretRef go together"},
 		{"unknown SASL mechanism", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "GSSAPI"}
 		}, `spec.kafka.sasl.mechanism: Unsupported value: "GSSAPI"`},
@@ -141,4 +175,45 @@ func TestCRDSchema(t *testing.T) {
 			t.Logf("%s: rejected: %s", tc.name, err)
 		}
 	}
+
+	good := []struct {
+		name string
+		edit func(*atlasv1alpha1.AtlasConsumer)
+	}{
+		{"OAUTHBEARER token", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER", OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{TokenSecretRef: secretSel("jwt", "token")}}
+		}},
+		{"OAUTHBEARER client credentials", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "OAUTHBEARER", OAuthBearer: &atlasv1alpha1.KafkaOAuthBearer{
+				TokenURL: "https://idp.example/token", ClientIDSecretRef: secretSel("c", "id"), ClientSecretSecretRef: secretSel("c", "secret"), Scopes: []string{"kafka"}}}
+		}},
+		{"AWS_MSK_IAM", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "AWS_MSK_IAM"}
+			a.Spec.Kafka.TLS = &atlasv1alpha1.KafkaTLS{}
+		}},
+		{"search CA from a ConfigMap with a client certificate", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Mode = atlasv1alpha1.AtlasConsumerModeIndexer
+			a.Spec.Elasticsearch = &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"https://es:9200"}, TLS: &atlasv1alpha1.ElasticsearchTLS{
+				CAConfigMapRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "bundle"}, Key: "ca.crt"},
+				CertSecretRef:  secretSel("client", "tls.crt"), KeySecretRef: secretSel("client", "tls.key")}}
+		}},
+	}
+	for i, tc := range good {
+		ac := &atlasv1alpha1.AtlasConsumer{}
+		ac.Namespace, ac.Name = "default", fmt.Sprintf("good-%d", i)
+		ac.Spec = atlasv1alpha1.AtlasConsumerSpec{
+			Mode:  atlasv1alpha1.AtlasConsumerModeAudit,
+			Kafka: atlasv1alpha1.KafkaSpec{BootstrapServers: []string{"kafka:9092"}},
+			Postgres: atlasv1alpha1.PostgresSpec{DSNSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "pg"}, Key: "dsn"}},
+		}
+		tc.edit(ac)
+		if err := env.Client.Create(ctx, ac); err != nil {
+			t.Errorf("%s: rejected: %v", tc.name, err)
+		}
+	}
+}
+
+func secretSel(name, key string) *corev1.SecretKeySelector {
+	return &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key}
 }

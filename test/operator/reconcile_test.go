@@ -54,7 +54,7 @@ func TestReconcileBuildsDeploymentServiceAndBudget(t *testing.T) {
 				DeadLetterTopic:  "atlas.domain-events.v1.dlq",
 				TLS:              &atlasv1alpha1.KafkaTLS{CASecretRef: secretKey("kafka-auth", "ca.crt")},
 				SASL: &atlasv1alpha1.KafkaSASL{Mechanism: "SCRAM-SHA-512",
-					UsernameSecretRef: *secretKey("kafka-auth", "user"), PasswordSecretRef: *secretKey("kafka-auth", "password")},
+					UsernameSecretRef: secretKey("kafka-auth", "user"), PasswordSecretRef: secretKey("kafka-auth", "password")},
 			},
 			Postgres:      atlasv1alpha1.PostgresSpec{DSNSecretRef: *secretKey("pg", "dsn")},
 			Elasticsearch: &atlasv1alpha1.ElasticsearchSpec{Addresses: []string{"https://es.search:9200"}, CredentialsSecretRef: &corev1.LocalObjectReference{Name: "es"}},
