@@ -54,7 +54,7 @@ func TestIndexerPodsUseAPrivateCAAndOAuth(t *testing.T) {
 		}
 	}
 	index := search.NewIndexName(t)
-	searchURL := search.URL(t)
+	searchURL := withHost(t, search.URL(t), s.hostIP) // as pods reach it; its certificate names the address
 	const name = "indexer-private"
 	s.applySample(t, name, map[string]any{
 		"kafka.bootstrapServers":   brokers,
