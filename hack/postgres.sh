@@ -10,6 +10,10 @@
 # With ATLAS_NODE_HOST_IP set (hack/node.sh prints it), the server also listens there and
 # trusts the local node's pod network (NODE_POD_CIDR, default 10.244.0.0/16), so consumer
 # pods reach it; the printed URL stays on 127.0.0.1.
+# ATLAS_POSTGRES_DURABILITY picks the durability settings: "fast" (the default, for the
+# functional tests: fsync, synchronous_commit and full_page_writes off, which a crash can
+# lose data to) or "default" (PostgreSQL's own, as production runs it: the benchmarks use it,
+# see hack/test.sh --bench). A restarted server keeps the choice it was first started with.
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` OS user.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -46,6 +50,14 @@ start() {
     port=$(free_port)
     echo "$port" >"$dir/port"
   fi
+  [[ -f $dir/durability ]] || echo "${ATLAS_POSTGRES_DURABILITY:-fast}" >"$dir/durability"
+  local durability settings=""
+  durability=$(cat "$dir/durability")
+  case $durability in
+    fast) settings="-c fsync=off -c synchronous_commit=off -c full_page_writes=off" ;;
+    default) ;;
+    *) die "postgres: ATLAS_POSTGRES_DURABILITY=$durability: want fast or default" ;;
+  esac
   local listen=127.0.0.1
   if [[ -n ${ATLAS_NODE_HOST_IP:-} ]]; then
     listen="127.0.0.1,$ATLAS_NODE_HOST_IP"
@@ -53,12 +65,12 @@ start() {
     grep -qxF "$pods" "$dir/data/pg_hba.conf" || as_owner sh -c 'echo "$1" >>"$2"' _ "$pods" "$dir/data/pg_hba.conf"
   fi
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-h $listen -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" >/dev/null ||
+    -o "-h $listen -p $port -k $dir $settings -c max_connections=300" >/dev/null ||
     { tail -n 30 "$dir/server.log" >&2; die "postgres: server did not start"; }
   head -n 1 "$dir/data/postmaster.pid" >"$dir/pid"
   local url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
   echo "$url" >"$dir/url"
-  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on $listen port $port, pid $(cat "$dir/pid")"
+  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on $listen port $port, pid $(cat "$dir/pid"), $durability durability"
   echo "$url"
 }
 

@@ -39,11 +39,11 @@ func BenchmarkAuditMillion(b *testing.B) {
 
 	// 1. Ours, from a backlog of `total` events.
 	writers := cmp.Or(os.Getenv("ATLAS_BENCH_POSTGRES_WRITERS"), "2")
-	c := s.startConsumer(b, "audit", infra.NewGroup(b), "--batch-size", "4000", "--postgres-writers", writers)
+	c := s.startConsumer(b, "audit", infra.NewGroup(b), "--batch-size", strconv.Itoa(connectBatchSize), "--postgres-writers", writers)
 	start = time.Now()
 	c.waitMetric("atlas_consumer_events_inserted_total", float64(total), 20*time.Minute)
-	ours := time.Since(start)
-	rss := peakRSS(b, c)
+	ours := run{name: "ours (atlas consume audit), " + writers + " Postgres writers", events: total, duration: time.Since(start),
+		cpu: infra.ProcessCPU(b, c.cmd.Process.Pid), rss: peakRSS(b, c)}
 	c.stop()
 	if got := s.rowCount(b); got != total {
 		b.Fatalf("audit_events has %d rows, want %d", got, total)
@@ -53,7 +53,7 @@ func BenchmarkAuditMillion(b *testing.B) {
 	copyDur := copyReference(b, s)
 
 	// 3. The replay: the same events again with a new group, all duplicates.
-	r := s.startConsumer(b, "replay", infra.NewGroup(b), "--batch-size", "4000", "--postgres-writers", writers)
+	r := s.startConsumer(b, "replay", infra.NewGroup(b), "--batch-size", strconv.Itoa(connectBatchSize), "--postgres-writers", writers)
 	start = time.Now()
 	r.waitMetric("atlas_consumer_events_duplicate_total", float64(total), 20*time.Minute)
 	replay := time.Since(start)
@@ -62,7 +62,23 @@ func BenchmarkAuditMillion(b *testing.B) {
 	// 4. The naive peer, on a fresh topic and table.
 	naive := naiveConsumer(b, naiveEvents)
 
-	oursRate := float64(total) / ours.Seconds()
+	// 5. The peer users would deploy: Kafka Connect with the Debezium JDBC sink, from the same
+	// events as JSON with schemas, with our parallelism and then one task per partition.
+	ctopic := connectTopic(b, s, total)
+	nWriters, _ := strconv.Atoi(writers)
+	var peers []run
+	for i, tasks := range []int{nWriters, 6} {
+		table := fmt.Sprintf("audit_events_connect_%d", i)
+		peers = append(peers, kafkaConnect(b, s, ctopic, table, tasks, total))
+		onlyOurs, onlyTheirs := sameRows(b, s, "audit_events", table)
+		if onlyOurs != 0 || onlyTheirs != 0 {
+			b.Errorf("%s and audit_events differ: %d rows only in ours, %d only in the connector's", table, onlyOurs, onlyTheirs)
+		} else {
+			b.Logf("%s holds the same %d rows as audit_events (event columns compared with EXCEPT both ways)", table, total)
+		}
+	}
+
+	oursRate := ours.rate()
 	copyRate := float64(total) / copyDur.Seconds()
 	replayRate := float64(total) / replay.Seconds()
 	naiveRate := float64(naiveEvents) / naive.Seconds()
@@ -70,16 +86,44 @@ func BenchmarkAuditMillion(b *testing.B) {
 	b.ReportMetric(copyRate, "copy_rows/s")
 	b.ReportMetric(naiveRate, "naive_events/s")
 	b.ReportMetric(replayRate, "replay_events/s")
-	b.ReportMetric(oursRate/copyRate, "x_copy")
-	b.ReportMetric(oursRate/naiveRate, "x_naive")
-	b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MiB")
-	fmt.Printf("\naudit benchmark, %d events (one run, same machine):\n", total)
-	fmt.Printf("  ours (broker -> consumer -> Postgres): %8.0f events/s  (%s)\n", oursRate, ours.Round(time.Millisecond))
+	b.ReportMetric(float64(ours.rss)/(1<<20), "peak_rss_MiB")
+	fmt.Printf("\naudit benchmark, %d events (one run, same machine; Postgres %s):\n", total, infra.PostgresDurability(b))
+	fmt.Printf("  %s\n", ours)
+	for _, p := range peers {
+		fmt.Printf("  %s\n", p)
+	}
 	fmt.Printf("  COPY into an identical table:          %8.0f rows/s    (%s)\n", copyRate, copyDur.Round(time.Millisecond))
 	fmt.Printf("  naive INSERT+commit per message:       %8.0f events/s  (%d events, %s)\n", naiveRate, naiveEvents, naive.Round(time.Millisecond))
 	fmt.Printf("  replay, all duplicates:                %8.0f events/s  (%s)\n", replayRate, replay.Round(time.Millisecond))
-	fmt.Printf("  ours/COPY = %.2f (target >= 0.7)   ours/naive = %.1f (target >= 20)   consumer peak RSS = %.0f MiB (target < 150)\n\n",
-		oursRate/copyRate, oursRate/naiveRate, float64(rss)/(1<<20))
+	fmt.Printf("  connector: JSON with schemas (JsonConverter), insert.mode=upsert on event_id, batch.size=%d, consumer max.poll.records=%d\n\n",
+		connectBatchSize, connectBatchSize)
+	work := fmt.Sprintf("audit, %s events", humanCount(total))
+	rows := []infra.BenchRow{
+		{Work: work + ": events/s vs COPY", Ours: oursRate, Other: copyRate, OtherName: "COPY", Unit: "/s", Goal: "ratio >= 0.7", Met: oursRate/copyRate >= 0.7},
+		{Work: work + ": events/s vs naive", Ours: oursRate, Other: naiveRate, OtherName: "naive", Unit: "/s", Goal: "ratio >= 20", Met: oursRate/naiveRate >= 20},
+	}
+	oursMiB := float64(ours.rss) / (1 << 20)
+	for _, p := range peers {
+		peer := "Connect " + strings.TrimPrefix(p.name, "Kafka Connect + Debezium JDBC sink, ")
+		peerMiB := float64(p.rss) / (1 << 20)
+		rows = append(rows,
+			infra.BenchRow{Work: work + ": events/s vs Connect", Ours: oursRate, Other: p.rate(), OtherName: peer, Unit: "/s", Goal: "ratio >= 2", Met: oursRate/p.rate() >= 2},
+			infra.BenchRow{Work: work + ": peak RSS vs Connect", Ours: oursMiB, Other: peerMiB, OtherName: peer, Unit: "MiB", Goal: "ratio <= 0.25", Met: oursMiB/peerMiB <= 0.25},
+			infra.BenchRow{Work: work + ": CPU s per M events vs Connect", Ours: ours.cpu / float64(total) * 1e6, Other: p.cpu / float64(total) * 1e6, OtherName: peer, Unit: "s"})
+	}
+	rows = append(rows, infra.BenchRow{Work: work + ": consumer peak RSS", Ours: oursMiB, Unit: "MiB", Goal: "< 150 MiB", Met: oursMiB < 150})
+	infra.ReportBench(b, rows...)
+}
+
+// humanCount writes 1000000 as "1M" and 20000 as "20k".
+func humanCount(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.Itoa(n)
 }
 
 // produceGenerated publishes n synthetic events without holding them all in memory.
@@ -112,25 +156,11 @@ func produceGenerated(b testing.TB, s *setup, seed uint64, n int) {
 	}
 }
 
-// peakRSS reads the process's peak resident set size (VmHWM) in bytes.
+// peakRSS reads the consumer's peak resident set size (VmHWM) in bytes.
 func peakRSS(b testing.TB, p *consumerProc) int64 {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		b.Fatalf("read the consumer's memory use: %v", err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatal("no VmHWM in /proc/PID/status")
-	return 0
+	_, peak := infra.ProcessMemory(b, p.cmd.Process.Pid)
+	return peak
 }
 
 // copyReference exports audit_events in COPY's binary format on the server and times

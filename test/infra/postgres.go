@@ -3,6 +3,7 @@ package infra
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +79,26 @@ func redact(raw string) string {
 		return "<unparseable URL>"
 	}
 	return u.Redacted()
+}
+
+// PostgresDurability reports the test server's durability settings, as the benchmarks print
+// them ("fsync=on synchronous_commit=on full_page_writes=on" is PostgreSQL's default).
+func PostgresDurability(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, PostgresURL(t))
+	if err != nil {
+		t.Fatalf("connect to the test PostgreSQL: %v", err)
+	}
+	defer conn.Close(ctx)
+	var out []string
+	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+		var v string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
+			t.Fatalf("SHOW %s: %v", name, err)
+		}
+		out = append(out, name+"="+v)
+	}
+	return strings.Join(out, " ")
 }

@@ -1,7 +1,7 @@
 package operator_test
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -24,29 +24,84 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
+	"github.com/atlas-platform/atlas-operator/test/infra"
 	"github.com/atlas-platform/atlas-operator/test/kube"
 )
 
-// BenchmarkOperator500 runs the real `atlas manager` binary against its own envtest API
-// server and creates 500 AtlasConsumers at once. It prints the time from an
-// AtlasConsumer's creation to its Deployment's appearance (p50, p99), reconciles per
-// second while the 500 settle, the write requests per AtlasConsumer, and the manager's
-// resident memory. ATLAS_BENCH_CONSUMERS changes the count.
-func BenchmarkOperator500(b *testing.B) {
-	count := 500
+// BenchmarkOperatorCostCurve runs the real `atlas manager` binary against its own envtest
+// API server at each size of ATLAS_BENCH_CONSUMERS (default 10,100,500,1000), creating that
+// many AtlasConsumers at once. For each size it prints the time from an AtlasConsumer's
+// creation to its Deployment's appearance (p50, p99), reconciles per second while they
+// settle, write requests per AtlasConsumer, the manager's memory and CPU time, and the
+// write requests of a quiet 30 s after they settled (the goal is none).
+func BenchmarkOperatorCostCurve(b *testing.B) {
+	sizes := []int{10, 100, 500, 1000}
 	if v := os.Getenv("ATLAS_BENCH_CONSUMERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("ATLAS_BENCH_CONSUMERS=%q", v)
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("ATLAS_BENCH_CONSUMERS=%q: want counts, comma-separated", v)
+			}
+			sizes = append(sizes, n)
 		}
-		count = n
 	}
+	var curve []operatorRun
+	for _, n := range sizes {
+		b.Run(strconv.Itoa(n), func(b *testing.B) { curve = append(curve, operatorAt(b, n)) })
+	}
+	fmt.Printf("\noperator cost curve (one run, same machine; kube-api-qps %s, max-concurrent-reconciles %s):\n", benchQPS(), benchConcurrency())
+	fmt.Printf("  %6s %12s %12s %12s %14s %10s %10s %12s %12s\n", "count", "p50", "p99", "reconciles/s", "writes/consumer", "RSS MiB", "CPU s", "idle writes", "settled in")
+	var rows []infra.BenchRow
+	for _, r := range curve {
+		fmt.Printf("  %6d %12s %12s %12.1f %14.1f %10.0f %10.1f %12.0f %12s\n", r.count, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
+			r.reconcilesPerSec, r.writesPerConsumer, float64(r.rss)/(1<<20), r.cpu, r.idleWrites, r.settled.Round(time.Millisecond))
+		work := fmt.Sprintf("operator, %d AtlasConsumers", r.count)
+		p99 := infra.BenchRow{Work: work + ": create->Deployment p99", Ours: r.p99.Seconds(), Unit: "s"}
+		if r.count == 500 {
+			p99.Goal, p99.Met = "< 1 s", r.p99 < time.Second
+		}
+		rows = append(rows, p99,
+			infra.BenchRow{Work: work + ": writes once idle (30 s)", Ours: r.idleWrites, Unit: "", Goal: "0", Met: r.idleWrites == 0},
+			infra.BenchRow{Work: work + ": manager RSS", Ours: float64(r.rss) / (1 << 20), Unit: "MiB"})
+	}
+	// Memory grows no worse than linearly: each consumer beyond the middle size costs no more
+	// than each one up to it did (with a quarter of slack for the noise of a garbage collector).
+	if len(curve) >= 3 {
+		first, mid, last := curve[0], curve[len(curve)/2], curve[len(curve)-1]
+		early := float64(mid.rss-first.rss) / float64(mid.count-first.count)
+		late := float64(last.rss-mid.rss) / float64(last.count-mid.count)
+		rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("operator: RSS per consumer, %d->%d vs %d->%d", mid.count, last.count, first.count, mid.count),
+			Ours: late / 1024, Other: early / 1024, OtherName: "earlier", Unit: "KiB", Goal: "ratio <= 1.25", Met: late <= 1.25*early || late <= 0})
+	}
+	infra.ReportBench(b, rows...)
+}
+
+// operatorRun is the operator's figures at one size.
+type operatorRun struct {
+	count                               int
+	p50, p99, settled                   time.Duration
+	reconcilesPerSec, writesPerConsumer float64
+	rss                                 int64
+	cpu, idleWrites                     float64
+}
+
+func benchQPS() string         { return cmp.Or(os.Getenv("ATLAS_BENCH_KUBE_API_QPS"), "(default)") }
+func benchConcurrency() string { return cmp.Or(os.Getenv("ATLAS_BENCH_CONCURRENCY"), "(default)") }
+
+func operatorAt(b *testing.B, count int) operatorRun {
 	env := kube.Start(b)
 	ctx := context.Background()
 	metricsAddr, probeAddr := freeAddr(b), freeAddr(b)
-	mgr := startManagerProcess(b, env, "--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--log-level", benchLogLevel())
+	args := []string{"--metrics-bind-address", metricsAddr, "--metrics-secure=false", "--health-probe-bind-address", probeAddr, "--log-level", benchLogLevel()}
+	if v := os.Getenv("ATLAS_BENCH_KUBE_API_QPS"); v != "" {
+		args = append(args, "--kube-api-qps", v, "--kube-api-burst", v)
+	}
+	if v := os.Getenv("ATLAS_BENCH_CONCURRENCY"); v != "" {
+		args = append(args, "--max-concurrent-reconciles", v)
+	}
+	mgr := startManagerProcess(b, env, args...)
 	waitOK(b, "http://"+probeAddr+"/readyz") // caches synced, controller started
-
 	ns := "bench"
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		b.Fatal(err)
@@ -139,7 +194,17 @@ func BenchmarkOperator500(b *testing.B) {
 	for _, verb := range []string{"POST", "PATCH", "PUT", "DELETE"} {
 		writes += after.counter("rest_client_requests_total", "method", verb) - before.counter("rest_client_requests_total", "method", verb)
 	}
-	rss, peak := processMemory(b, mgr.Process.Pid)
+	rss, peak := infra.ProcessMemory(b, mgr.Process.Pid)
+	cpu := infra.ProcessCPU(b, mgr.Process.Pid)
+
+	// Idle: nothing changes for 30 s; the operator must write nothing.
+	time.Sleep(30 * time.Second)
+	idle := scrape(b, metricsAddr)
+	idleWrites := 0.0
+	for _, verb := range []string{"POST", "PATCH", "PUT", "DELETE"} {
+		idleWrites += idle.counter("rest_client_requests_total", "method", verb) - after.counter("rest_client_requests_total", "method", verb)
+	}
+	// the Lease of leader election is not the operator's doing: it is off here
 
 	b.ReportMetric(p50.Seconds()*1000, "create-to-deployment-p50-ms")
 	b.ReportMetric(p99.Seconds()*1000, "create-to-deployment-p99-ms")
@@ -147,10 +212,13 @@ func BenchmarkOperator500(b *testing.B) {
 	b.ReportMetric(writes/float64(count), "writes/consumer")
 	b.ReportMetric(float64(rss)/(1<<20), "manager-rss-MiB")
 	b.ReportMetric(float64(peak)/(1<<20), "manager-peak-rss-MiB")
+	b.ReportMetric(idleWrites, "idle-writes")
 	fmt.Printf("operator: %d AtlasConsumers created in %s: all Deployments after %s, all statuses after %s; create->Deployment p50 %s p99 %s; "+
-		"%.0f reconciles (%.1f/s), %.1f write requests per consumer; manager RSS %.0f MiB (peak %.0f MiB)\n",
+		"%.0f reconciles (%.1f/s), %.1f write requests per consumer; manager RSS %.0f MiB (peak %.0f MiB), %.1f CPU s; %.0f writes in a quiet 30 s\n",
 		count, createdIn.Round(time.Millisecond), deployments.Round(time.Millisecond), settled.Round(time.Millisecond), p50.Round(time.Millisecond), p99.Round(time.Millisecond),
-		reconciles, reconciles/settled.Seconds(), writes/float64(count), float64(rss)/(1<<20), float64(peak)/(1<<20))
+		reconciles, reconciles/settled.Seconds(), writes/float64(count), float64(rss)/(1<<20), float64(peak)/(1<<20), cpu, idleWrites)
+	return operatorRun{count: count, p50: p50, p99: p99, settled: settled, reconcilesPerSec: reconciles / settled.Seconds(),
+		writesPerConsumer: writes / float64(count), rss: rss, cpu: cpu, idleWrites: idleWrites}
 }
 
 // benchClient is a client without client-side rate limiting, so creating the 500 is
@@ -253,30 +321,6 @@ func (m metricSamples) counter(name, label, value string) float64 {
 		}
 	}
 	return sum
-}
-
-// processMemory reads a process's resident and peak resident memory in bytes.
-func processMemory(b *testing.B, pid int) (rss, peak int64) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(fields[1], 10, 64)
-		switch fields[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return rss, peak
 }
 
 // benchLogLevel is the manager's log level: ATLAS_BENCH_LOG_LEVEL, or warn.

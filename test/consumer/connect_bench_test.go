@@ -1,0 +1,290 @@
+package consumer_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/atlas-platform/atlas-operator/consumer/event"
+	"github.com/atlas-platform/atlas-operator/test/infra"
+)
+
+// The peer users would deploy instead of the audit consumer: Kafka Connect with the Debezium
+// JDBC sink connector, a real standalone worker (hack/kafka-connect.sh) writing the same events
+// into a table identical to audit_events.
+
+// connectBatchSize is the connector's batch.size and its consumer's max.poll.records: larger
+// batches than the default 500, as Debezium's documentation advises for throughput, and the
+// audit consumer's own batch size in this benchmark.
+const connectBatchSize = 4000
+
+// run is one measured run of a consumer: its time, CPU and peak memory.
+type run struct {
+	name     string
+	events   int
+	duration time.Duration
+	cpu      float64 // seconds, user + system
+	rss      int64   // peak resident set size, bytes
+}
+
+func (r run) rate() float64 { return float64(r.events) / r.duration.Seconds() }
+
+func (r run) String() string {
+	return fmt.Sprintf("%-46s %8.0f events/s  %6.1f CPU s/M events  peak RSS %5.0f MiB  (%s)", r.name, r.rate(),
+		r.cpu/float64(r.events)*1e6, float64(r.rss)/(1<<20), r.duration.Round(time.Millisecond))
+}
+
+// connectTopic copies the records of s.topic to a new topic in the form the connector needs:
+// JSON with schemas (JsonConverter, schemas.enable=true), one flat struct per event whose
+// fields are audit_events' columns, typed with Debezium's semantic names (io.debezium.data.Uuid,
+// io.debezium.time.ZonedTimestamp, io.debezium.data.Json) so that the connector writes uuid,
+// timestamptz and jsonb columns, and the received envelope as bytes. The Kafka columns come from
+// the connector's InsertField transform.
+func connectTopic(b testing.TB, s *setup, total int) string {
+	b.Helper()
+	topic := infra.NewTopic(b, 6)
+	in := infra.KafkaClient(b, kgo.ConsumeTopics(s.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+	out := infra.KafkaClient(b, kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(50_000))
+	ctx := context.Background()
+	var failed error
+	for n := 0; n < total; {
+		fetches := in.PollFetches(ctx)
+		if err := fetches.Err(); err != nil {
+			b.Fatal(err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			n++
+			env, err := event.Decode(r.Value)
+			if err != nil {
+				b.Fatal(err)
+			}
+			value, err := json.Marshal(connectRecord(env))
+			if err != nil {
+				b.Fatal(err)
+			}
+			// same key, so the same partition and order as the audit consumer sees
+			out.Produce(ctx, &kgo.Record{Topic: topic, Key: r.Key, Value: value}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					failed = err
+				}
+			})
+		})
+	}
+	if err := out.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if failed != nil {
+		b.Fatal(failed)
+	}
+	return topic
+}
+
+var connectSchema = map[string]any{
+	"type": "struct", "name": "atlas.AuditEvent", "optional": false,
+	"fields": []map[string]any{
+		{"field": "event_id", "type": "string", "name": "io.debezium.data.Uuid", "optional": false},
+		{"field": "event_type", "type": "string", "optional": false},
+		{"field": "version", "type": "int32", "optional": false},
+		{"field": "occurred_at", "type": "string", "name": "io.debezium.time.ZonedTimestamp", "optional": false},
+		{"field": "actor_user_id", "type": "string", "name": "io.debezium.data.Uuid", "optional": true},
+		{"field": "trace_id", "type": "string", "optional": true},
+		{"field": "entity_type", "type": "string", "optional": false},
+		{"field": "entity_id", "type": "string", "name": "io.debezium.data.Uuid", "optional": false},
+		{"field": "collection_id", "type": "string", "name": "io.debezium.data.Uuid", "optional": true},
+		{"field": "data", "type": "string", "name": "io.debezium.data.Json", "optional": false},
+		{"field": "envelope", "type": "bytes", "optional": false},
+	},
+}
+
+func connectRecord(e *event.Envelope) map[string]any {
+	str := func(u fmt.Stringer) any {
+		if u == nil {
+			return nil
+		}
+		return u.String()
+	}
+	payload := map[string]any{
+		"event_id": e.EventID.String(), "event_type": string(e.EventType), "version": e.Version,
+		"occurred_at": e.OccurredAt.Format(time.RFC3339Nano), "actor_user_id": nil, "trace_id": e.TraceID,
+		"entity_type": string(e.Entity.Type), "entity_id": e.Entity.ID.String(), "collection_id": nil,
+		"data": string(e.Data), "envelope": e.Raw, // []byte: base64 in JSON, as JsonConverter reads bytes
+	}
+	if e.ActorUserID != nil {
+		payload["actor_user_id"] = str(e.ActorUserID)
+	}
+	if e.Entity.CollectionID != nil {
+		payload["collection_id"] = str(e.Entity.CollectionID)
+	}
+	return map[string]any{"schema": connectSchema, "payload": payload}
+}
+
+// kafkaConnect runs a standalone Kafka Connect worker with the Debezium JDBC sink connector
+// (tasks.max = tasks) from topic into table (created like audit_events), until the table holds
+// total rows.
+func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int) run {
+	b.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+table+" (LIKE audit_events INCLUDING ALL)"); err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	plugins, err := exec.Command("bash", filepath.Join(infra.RepoRoot(b), "hack", "kafka-connect.sh"), "plugins").Output()
+	if err != nil {
+		b.Fatalf("hack/kafka-connect.sh plugins: %v", err)
+	}
+	u, err := url.Parse(s.dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	name := "atlas-audit-" + table
+	worker := map[string]string{
+		"bootstrap.servers":              strings.Join(s.brokers, ","),
+		"key.converter":                  "org.apache.kafka.connect.storage.StringConverter",
+		"value.converter":                "org.apache.kafka.connect.json.JsonConverter",
+		"value.converter.schemas.enable": "true",
+		"offset.storage.file.filename":   filepath.Join(dir, "connect.offsets"),
+		"offset.flush.interval.ms":       "10000",
+		"plugin.path":                    strings.TrimSpace(string(plugins)),
+		"listeners":                      "http://" + freeAddr(b),
+		"consumer.max.poll.records":      strconv.Itoa(connectBatchSize),
+	}
+	connector := map[string]string{
+		"name":                connectorName(name),
+		"connector.class":     "io.debezium.connector.jdbc.JdbcSinkConnector",
+		"tasks.max":           strconv.Itoa(tasks),
+		"topics":              topic,
+		"connection.url":      fmt.Sprintf("jdbc:postgresql://%s%s", u.Host, u.Path),
+		"connection.username": u.User.Username(),
+		"connection.password": password,
+		// insert, or update when the key exists: the connector's way of taking a redelivery once
+		"insert.mode":                         "upsert",
+		"primary.key.mode":                    "record_value",
+		"primary.key.fields":                  "event_id",
+		"schema.evolution":                    "none",
+		"collection.name.format":              table,
+		"batch.size":                          strconv.Itoa(connectBatchSize),
+		"use.reduction.buffer":                "false",
+		"transforms":                          "kafka",
+		"transforms.kafka.type":               "org.apache.kafka.connect.transforms.InsertField$Value",
+		"transforms.kafka.topic.field":        "kafka_topic",
+		"transforms.kafka.partition.field":    "kafka_partition",
+		"transforms.kafka.offset.field":       "kafka_offset",
+		"errors.tolerance":                    "none",
+		"consumer.override.max.poll.records":  strconv.Itoa(connectBatchSize),
+		"consumer.override.auto.offset.reset": "earliest",
+	}
+	b.Logf("Kafka Connect worker: %s", props(worker, "bootstrap.servers", "plugin.path", "offset.storage.file.filename"))
+	b.Logf("Debezium JDBC sink: %s", props(connector, "connection.password"))
+	write := func(name string, m map[string]string) string {
+		var lines []string
+		for k, v := range m {
+			lines = append(lines, k+"="+v)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		return path
+	}
+	script := filepath.Join(infra.RepoRoot(b), "hack", "kafka-connect.sh")
+	start := time.Now()
+	cmd := exec.Command("bash", script, "start", dir, write("worker.properties", worker), write("connector.properties", connector))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("hack/kafka-connect.sh start: %v\n%s", err, out)
+	}
+	stop := func() { _ = exec.Command("bash", script, "stop", dir).Run() }
+	defer stop()
+	raw, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	deadline := time.Now().Add(30 * time.Minute)
+	for rows := 0; rows < total; time.Sleep(time.Second) {
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&rows); err != nil {
+			b.Fatal(err)
+		}
+		if time.Now().After(deadline) || !alive(pid) {
+			log, _ := os.ReadFile(filepath.Join(dir, "connect.log"))
+			out, _ := os.ReadFile(filepath.Join(dir, "stdout.log"))
+			b.Fatalf("the connector wrote %d of %d rows (worker alive: %t)\n%s\n%s", rows, total, alive(pid), tail(log), tail(out))
+		}
+	}
+	r := run{name: fmt.Sprintf("Kafka Connect + Debezium JDBC sink, tasks.max=%d", tasks), events: total,
+		duration: time.Since(start), cpu: infra.ProcessCPU(b, pid), rss: peak(b, pid)}
+	return r
+}
+
+// connectorName keeps the connector's name (and so its group, connect-<name>) short and valid.
+func connectorName(s string) string { return strings.ReplaceAll(s, "_", "-") }
+
+func props(m map[string]string, hide ...string) string {
+	var out []string
+	for k, v := range m {
+		for _, h := range hide {
+			if k == h {
+				v = "…"
+			}
+		}
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
+}
+
+func tail(b []byte) string {
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func alive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
+// sameRows counts the rows of each table that the other does not hold, over the event's
+// columns (the Kafka columns differ: the connector read another topic).
+func sameRows(b testing.TB, s *setup, a, c string) (onlyA, onlyC int) {
+	b.Helper()
+	const cols = "event_id, event_type, version, occurred_at, actor_user_id, trace_id, entity_type, entity_id, collection_id, data, envelope"
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	q := func(x, y string) int {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM (SELECT "+cols+" FROM "+x+" EXCEPT SELECT "+cols+" FROM "+y+") d").Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		return n
+	}
+	return q(a, c), q(c, a)
+}
+
+func peak(b testing.TB, pid int) int64 {
+	b.Helper()
+	_, p := infra.ProcessMemory(b, pid)
+	return p
+}
