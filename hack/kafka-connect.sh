@@ -23,17 +23,20 @@ plugins="$ATLAS_CACHE_DIR/debezium-jdbc-$DEBEZIUM_VERSION/plugins"
 
 fetch() {
   mvn_fetch "$runtime" "org.apache.kafka:connect-runtime:$KAFKA_VERSION" "org.apache.kafka:connect-json:$KAFKA_VERSION" \
-    "org.apache.kafka:connect-transforms:$KAFKA_VERSION" "org.apache.logging.log4j:log4j-slf4j2-impl:$LOG4J_VERSION"
+    "org.apache.kafka:connect-transforms:$KAFKA_VERSION" "org.apache.logging.log4j:log4j-slf4j-impl:$LOG4J_VERSION"
   local plugin="$plugins/debezium-connector-jdbc"
   if [[ ! -f $plugin/.complete ]]; then
     mvn_fetch "$plugins/../fetch" "io.debezium:debezium-connector-jdbc:$DEBEZIUM_VERSION" "org.postgresql:postgresql:$POSTGRES_JDBC_VERSION"
     rm -rf "$plugin"
     mkdir -p "$plugin"
     # the connector's own class loader: everything it needs except what the worker provides
+    # (the Connect API, the Kafka client, SLF4J, and Jackson's core: the worker's Jackson modules are
+    # found through the ServiceLoader, and a second jackson-databind in the plugin makes them
+    # "not a subtype" of its Module, so every task would fail)
     local jar
     for jar in "$plugins/../fetch/lib/"*.jar; do
       case $(basename "$jar") in
-        connect-api-* | kafka-clients-* | slf4j-api-*) ;;
+        connect-api-* | kafka-clients-* | slf4j-api-* | jackson-core-* | jackson-databind-* | jackson-annotations-*) ;;
         *) cp "$jar" "$plugin/" ;;
       esac
     done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -131,8 +132,8 @@ func connectRecord(e *event.Envelope) map[string]any {
 }
 
 // kafkaConnect runs a standalone Kafka Connect worker with the Debezium JDBC sink connector
-// (tasks.max = tasks) from topic into table (created like audit_events), until the table holds
-// total rows.
+// (tasks.max = tasks) from topic into table (created like audit_events), and times it from the
+// moment all its tasks run until the table holds total rows.
 func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int) run {
 	b.Helper()
 	ctx := context.Background()
@@ -205,7 +206,7 @@ func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int)
 		return path
 	}
 	script := filepath.Join(infra.RepoRoot(b), "hack", "kafka-connect.sh")
-	start := time.Now()
+	var start time.Time
 	cmd := exec.Command("bash", script, "start", dir, write("worker.properties", worker), write("connector.properties", connector))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("hack/kafka-connect.sh start: %v\n%s", err, out)
@@ -217,10 +218,31 @@ func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int)
 		b.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	status := worker["listeners"] + "/connectors/" + connector["name"] + "/status"
+	// The clock starts once every task runs: the JVM's start and the plugin scan (some ten
+	// seconds, and as many CPU seconds) are not what is compared.
+	for deadline := time.Now().Add(2 * time.Minute); runningTasks(status) < tasks; time.Sleep(100 * time.Millisecond) {
+		if failed := failedTasks(status); failed != "" {
+			b.Fatalf("the connector failed: %s", failed)
+		}
+		if time.Now().After(deadline) || !alive(pid) {
+			log, _ := os.ReadFile(filepath.Join(dir, "connect.log"))
+			b.Fatalf("the connector's %d tasks were not running after 2 minutes (worker alive: %t)\n%s", tasks, alive(pid), tail(log))
+		}
+	}
+	start = time.Now()
+	cpu0 := infra.ProcessCPU(b, pid)
 	deadline := time.Now().Add(30 * time.Minute)
-	for rows := 0; rows < total; time.Sleep(time.Second) {
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&rows); err != nil {
+	// Progress from the statistics' insert counter (a count(*) every poll would scan the table
+	// and slow the peer down). It can trail the commits by seconds, so the end of the run is
+	// the last row's received_at (the start of the transaction that wrote it) and the rows are
+	// then counted once.
+	for rows := 0; rows < total; time.Sleep(250 * time.Millisecond) {
+		if err := conn.QueryRow(ctx, "SELECT pg_stat_get_tuples_inserted($1::regclass)", table).Scan(&rows); err != nil {
 			b.Fatal(err)
+		}
+		if failed := failedTasks(status); failed != "" {
+			b.Fatalf("the connector failed: %s", failed)
 		}
 		if time.Now().After(deadline) || !alive(pid) {
 			log, _ := os.ReadFile(filepath.Join(dir, "connect.log"))
@@ -228,8 +250,13 @@ func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int)
 			b.Fatalf("the connector wrote %d of %d rows (worker alive: %t)\n%s\n%s", rows, total, alive(pid), tail(log), tail(out))
 		}
 	}
+	var rows int
+	var end time.Time
+	if err := conn.QueryRow(ctx, "SELECT count(*), max(received_at) FROM "+table).Scan(&rows, &end); err != nil || rows != total {
+		b.Fatalf("%s holds %d rows (%v), want %d", table, rows, err, total)
+	}
 	r := run{name: fmt.Sprintf("Kafka Connect + Debezium JDBC sink, tasks.max=%d", tasks), events: total,
-		duration: time.Since(start), cpu: infra.ProcessCPU(b, pid), rss: peak(b, pid)}
+		duration: end.Sub(start), cpu: infra.ProcessCPU(b, pid) - cpu0, rss: peak(b, pid)}
 	return r
 }
 
@@ -287,4 +314,48 @@ func peak(b testing.TB, pid int) int64 {
 	b.Helper()
 	_, p := infra.ProcessMemory(b, pid)
 	return p
+}
+
+// runningTasks counts the connector's running tasks, from the worker's REST API.
+func runningTasks(statusURL string) int {
+	n := 0
+	for _, t := range connectorTasks(statusURL) {
+		if t.State == "RUNNING" {
+			n++
+		}
+	}
+	return n
+}
+
+type connectTask struct {
+	ID    int    `json:"id"`
+	State string `json:"state"`
+	Trace string `json:"trace"`
+}
+
+// connectorTasks returns the connector's tasks (none while the API does not answer yet).
+func connectorTasks(statusURL string) []connectTask {
+	resp, err := http.Get(statusURL)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Tasks []connectTask `json:"tasks"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return nil
+	}
+	return st.Tasks
+}
+
+// failedTasks returns the trace of the connector's failed tasks, from the worker's REST API
+// ("" while none failed or the API does not answer yet).
+func failedTasks(statusURL string) string {
+	for _, t := range connectorTasks(statusURL) {
+		if t.State == "FAILED" {
+			return fmt.Sprintf("task %d: %s", t.ID, tail([]byte(t.Trace)))
+		}
+	}
+	return ""
 }
