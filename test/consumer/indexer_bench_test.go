@@ -113,6 +113,13 @@ func BenchmarkIndexer200k(b *testing.B) {
 	fmt.Printf("  naive, one SELECT + one index request per event: %8.0f events/s (%d events, %s)\n", naiveRate, naiveEvents, naive.Round(time.Millisecond))
 	fmt.Printf("  ours/reference (document operations/s) = %.2f (target >= 0.6); time to the final index, reference/ours = %.2f\n", docsRate/refRate, ref.Seconds()/ours.Seconds())
 	fmt.Printf("  ours/naive (events/s) = %.1f (target >= 15); consumer peak RSS = %.0f MiB\n\n", eventsRate/naiveRate, float64(rss)/(1<<20))
+	work := fmt.Sprintf("indexer, %s item events", humanCount(len(stream)/1000*1000))
+	infra.ReportBench(b,
+		infra.BenchRow{Work: work + ": document operations/s vs bulk load", Ours: docsRate, Other: refRate, OtherName: "bulk load", Unit: "/s",
+			Goal: "ratio >= 0.6", Met: docsRate/refRate >= 0.6},
+		infra.BenchRow{Work: work + ": events/s vs naive", Ours: eventsRate, Other: naiveRate, OtherName: "naive", Unit: "/s",
+			Goal: "ratio >= 15", Met: eventsRate/naiveRate >= 15},
+		infra.BenchRow{Work: work + ": consumer peak RSS", Ours: float64(rss) / (1 << 20), Unit: "MiB", Goal: "< 150 MiB", Met: float64(rss)/(1<<20) < 150})
 }
 
 // withDuplicates returns envs with a fraction of them delivered a second time, a little later.
