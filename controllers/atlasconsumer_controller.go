@@ -225,7 +225,11 @@ func (r *Reconciler) decideReplicas(ctx context.Context, ac *atlasv1alpha1.Atlas
 	default:
 		current = 1
 	}
-	res := r.scaler.decide(ac, kafkaConn(ac, secrets), current)
+	ready := int32(0)
+	if dep != nil {
+		ready = min(dep.Status.ReadyReplicas, dep.Status.UpdatedReplicas)
+	}
+	res := r.scaler.decide(ac, kafkaConn(ac, secrets), current, ready)
 	r.Metrics.observeScale(key, res)
 	if res.fresh && res.lag == nil {
 		was := meta.FindStatusCondition(ac.Status.Conditions, atlasv1alpha1.ConditionScalingActive)

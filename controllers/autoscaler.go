@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -182,6 +183,12 @@ type scaleState struct {
 	// decided is the seq of the measurement the last decision used.
 	decided uint64
 	history []scaling.Recommendation
+	// rates are the drain-time policy's measurements; ready and current are the ready and
+	// wanted pods when the last fresh measurement was decided on (observed: there was one),
+	// to tell an interval in which no pod started or stopped.
+	rates          scaling.Rates
+	ready, current int32
+	observed       bool
 }
 
 // scaleResult is an autoscaling decision with the measurement it used.
@@ -191,21 +198,30 @@ type scaleResult struct {
 	lag *scaling.Lag
 	// fresh says the measurement is new since the previous decision.
 	fresh bool
+	// rates are what the drain-time policy has measured (drainPolicy: it is the policy).
+	rates       scaling.Rates
+	drainPolicy bool
 }
 
 // policy is spec.autoscaling with the API defaults filled in.
 func policy(as *atlasv1alpha1.AutoscalingSpec) (scaling.Policy, time.Duration) {
 	p := scaling.Policy{
-		MinReplicas:            1,
-		MaxReplicas:            as.MaxReplicas,
-		LagPerReplica:          as.LagPerReplica,
-		ScaleDownStabilization: 5 * time.Minute,
-		ExcludeStuckPartitions: as.ExcludeStuckPartitions,
+		MinReplicas:              1,
+		MaxReplicas:              as.MaxReplicas,
+		LagPerReplica:            as.LagPerReplica,
+		ScaleDownStabilization:   5 * time.Minute,
+		ExcludeStuckPartitions:   as.ExcludeStuckPartitions,
+		LimitToPartitionsWithLag: as.LimitToPartitionsWithLag,
 	}
 	if as.MinReplicas != nil {
 		p.MinReplicas = *as.MinReplicas
 	}
-	if p.LagPerReplica <= 0 {
+	if as.ActivationLag != nil {
+		p.ActivationLag = *as.ActivationLag
+	}
+	if as.TargetDrainTime != nil && as.TargetDrainTime.Duration > 0 {
+		p.TargetDrainTime, p.LagPerReplica = as.TargetDrainTime.Duration, 0
+	} else if p.LagPerReplica <= 0 {
 		p.LagPerReplica = 1000
 	}
 	if as.ScaleDownStabilization != nil {
@@ -219,8 +235,9 @@ func policy(as *atlasv1alpha1.AutoscalingSpec) (scaling.Policy, time.Duration) {
 }
 
 // decide makes sure the consumer's lag is polled (never while it is suspended) and
-// decides the replicas from the latest measurement; it does no I/O.
-func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Config, current int32) scaleResult {
+// decides the replicas from the latest measurement; it does no I/O. ready is the number
+// of ready, up-to-date pods.
+func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Config, current, ready int32) scaleResult {
 	key := types.NamespacedName{Namespace: ac.Namespace, Name: ac.Name}
 	pol, interval := policy(ac.Spec.Autoscaling)
 	if ac.Spec.Suspend {
@@ -235,18 +252,31 @@ func (a *autoscaler) decide(ac *atlasv1alpha1.AtlasConsumer, conn kafkaconn.Conf
 	defer a.mu.Unlock()
 	st, ok := a.states[key]
 	if !ok {
-		st = &scaleState{history: windowFromStatus(&ac.Status, a.now())}
+		st = &scaleState{history: windowFromStatus(&ac.Status, a.now()), rates: ratesFromStatus(ac.Status.Drain)}
 		if a.states == nil {
 			a.states = map[types.NamespacedName]*scaleState{}
 		}
 		a.states[key] = st
 	}
+	fresh := m.seq != 0 && m.seq != st.decided
+	if fresh && m.err == nil && m.previous != nil && pol.TargetDrainTime > 0 {
+		iv := scaling.Interval{Previous: *m.previous, Current: m.lag, Ready: ready,
+			Stable: st.observed && st.ready == ready && st.current == current && ready == current}
+		if pol.ExcludeStuckPartitions {
+			iv.Stuck = scaling.StuckPartitions(m.previous, m.lag)
+		}
+		st.rates = st.rates.Observe(iv)
+	}
+	if fresh {
+		st.ready, st.current, st.observed = ready, current, true
+	}
 	in := scaling.Input{
 		Now: a.now(), Current: current, Suspended: ac.Spec.Suspend, Policy: pol,
 		Lag: m.lag, LagErr: m.err, Previous: m.previous, History: st.history,
+		Rates: st.rates, Ready: ready,
 	}
 	in.AwaitingLag = m.seq == 0
-	res := scaleResult{decision: scaling.Decide(in), fresh: m.seq != 0 && m.seq != st.decided}
+	res := scaleResult{decision: scaling.Decide(in), fresh: fresh, rates: st.rates, drainPolicy: pol.TargetDrainTime > 0}
 	st.decided = m.seq
 	if !ac.Spec.Suspend {
 		st.history = res.decision.History
@@ -275,6 +305,32 @@ func windowFromStatus(st *atlasv1alpha1.AtlasConsumerStatus, now time.Time) []sc
 		out = append(out, scaling.Recommendation{At: now, Replicas: *st.RecommendedReplicas})
 	}
 	return out
+}
+
+// ratesFromStatus is what a leader taking over knows of the drain-time rates: those of
+// status.drain, as the previous leader last wrote them.
+func ratesFromStatus(d *atlasv1alpha1.DrainStatus) scaling.Rates {
+	if d == nil {
+		return scaling.Rates{}
+	}
+	r := scaling.Rates{Arrival: float64(d.ArrivalRate), ArrivalKnown: true}
+	if d.PodRate != nil && *d.PodRate > 0 {
+		r.PodRate, r.Samples = float64(*d.PodRate), d.BusyIntervals
+	}
+	return r
+}
+
+// drainStatus is status.drain for the rates and the plan made on them.
+func drainStatus(r scaling.Rates, plan *scaling.DrainPlan) *atlasv1alpha1.DrainStatus {
+	d := &atlasv1alpha1.DrainStatus{ArrivalRate: int64(math.Round(r.Arrival))}
+	if r.Samples > 0 {
+		pod := int64(math.Round(r.PodRate))
+		d.PodRate, d.BusyIntervals = &pod, r.Samples
+	}
+	if plan != nil && !plan.Fallback && plan.Expected >= 0 {
+		d.ExpectedDrainTime = &metav1.Duration{Duration: plan.Expected.Round(time.Second)}
+	}
+	return d
 }
 
 // peaksStatus is status.scaleDownPeaks for the decision: its times rounded up to the

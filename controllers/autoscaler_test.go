@@ -77,3 +77,40 @@ func TestWindowSurvivesTheStatus(t *testing.T) {
 		t.Fatalf("a window after the take-over: desired %d, want 1", d.Desired)
 	}
 }
+
+// What the drain-time policy measured survives a change of leader through status.drain.
+func TestDrainRatesSurviveTheStatus(t *testing.T) {
+	measured := scaling.Rates{Arrival: 812.4, PodRate: 1530.6, Samples: 3, ArrivalKnown: true}
+	plan := &scaling.DrainPlan{Replicas: 2, Met: true, Expected: 41400 * time.Millisecond}
+	st := drainStatus(measured, plan)
+	if st.ArrivalRate != 812 || st.PodRate == nil || *st.PodRate != 1531 || st.BusyIntervals != 3 || st.ExpectedDrainTime.Duration != 41*time.Second {
+		t.Fatalf("status.drain %+v", st)
+	}
+	back := ratesFromStatus(st)
+	if back.Arrival != 812 || back.PodRate != 1531 || back.Samples != 3 || !back.ArrivalKnown {
+		t.Fatalf("rates from the status %+v", back)
+	}
+	// No pod rate yet: none in the status, none read back; a fallback plan expects nothing.
+	st = drainStatus(scaling.Rates{Arrival: 5, ArrivalKnown: true}, &scaling.DrainPlan{Replicas: 1, Fallback: true, Expected: -1})
+	if st.PodRate != nil || st.ExpectedDrainTime != nil || st.BusyIntervals != 0 {
+		t.Fatalf("status.drain without a pod rate %+v", st)
+	}
+	if back := ratesFromStatus(st); back.Samples != 0 || back.PodRate != 0 {
+		t.Fatalf("rates from a status without a pod rate %+v", back)
+	}
+	if got := ratesFromStatus(nil); got != (scaling.Rates{}) {
+		t.Fatalf("rates from no status %+v", got)
+	}
+}
+
+func TestPolicyFromTheSpec(t *testing.T) {
+	drain, _ := policy(&atlasv1alpha1.AutoscalingSpec{MaxReplicas: 6, TargetDrainTime: &metav1.Duration{Duration: time.Minute},
+		ActivationLag: ptr.To[int64](50), LimitToPartitionsWithLag: true, MinReplicas: ptr.To[int32](0)})
+	if drain.TargetDrainTime != time.Minute || drain.LagPerReplica != 0 || drain.ActivationLag != 50 || !drain.LimitToPartitionsWithLag || drain.MinReplicas != 0 {
+		t.Fatalf("drain-time policy %+v", drain)
+	}
+	lag, poll := policy(&atlasv1alpha1.AutoscalingSpec{MaxReplicas: 6})
+	if lag.LagPerReplica != 1000 || lag.TargetDrainTime != 0 || lag.MinReplicas != 1 || poll != 30*time.Second {
+		t.Fatalf("default policy %+v, poll %s", lag, poll)
+	}
+}

@@ -166,7 +166,7 @@ func rolloutFailed(dep *appsv1.Deployment) (bool, string) {
 
 func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResult) {
 	if res == nil {
-		st.Lag = nil
+		st.Lag, st.Drain = nil, nil
 		st.ScaleDownPeaks, st.RecommendedReplicas = nil, nil
 		setCondition(st, gen, atlasv1alpha1.ConditionScalingActive, false, ReasonAutoscalingOff, "spec.autoscaling is not set: the replica count is spec.replicas")
 		meta.RemoveStatusCondition(&st.Conditions, atlasv1alpha1.ConditionScalingLimited)
@@ -186,6 +186,12 @@ func setScaling(st *atlasv1alpha1.AtlasConsumerStatus, gen int64, res *scaleResu
 		if rec, ok := d.Recommended(); ok {
 			st.RecommendedReplicas = &rec
 		}
+	}
+	switch {
+	case !res.drainPolicy:
+		st.Drain = nil
+	case res.lag != nil && d.Drain != nil:
+		st.Drain = drainStatus(res.rates, d.Drain)
 	}
 }
 

@@ -271,8 +271,12 @@ type ElasticsearchTLS struct {
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 }
 
-// AutoscalingSpec scales the consumer on its consumer group's lag.
+// AutoscalingSpec scales the consumer on its consumer group's lag, by one of two policies:
+// lagPerReplica (the default, 1000) or targetDrainTime.
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="minReplicas must not be greater than maxReplicas"
+// +kubebuilder:validation:XValidation:rule="!(has(self.lagPerReplica) && has(self.targetDrainTime))",message="set lagPerReplica or targetDrainTime, not both: lagPerReplica asks for one pod per so many records of lag, targetDrainTime for the fewest pods that drain the lag within that time"
+// +kubebuilder:validation:XValidation:rule="!has(self.targetDrainTime) || !has(self.pollInterval) || duration(self.targetDrainTime) >= duration(self.pollInterval) + duration(self.pollInterval)",message="targetDrainTime must be at least twice pollInterval: the rates it scales on are measured between two polls"
+// +kubebuilder:validation:XValidation:rule="!has(self.activationLag) || (has(self.minReplicas) && self.minReplicas == 0)",message="activationLag only applies to a consumer that scales to zero: set minReplicas to 0, or remove activationLag"
 type AutoscalingSpec struct {
 	// minReplicas is the fewest pods to run (default 1). 0 lets the consumer scale to
 	// zero when it has no lag; it comes back when lag appears.
@@ -289,11 +293,36 @@ type AutoscalingSpec struct {
 	MaxReplicas int32 `json:"maxReplicas"`
 
 	// lagPerReplica is the lag (records not yet consumed) one pod is expected to work
-	// off; desired replicas = ceil(total lag / lagPerReplica). Default 1000.
+	// off; desired replicas = ceil(total lag / lagPerReplica). Default 1000 when
+	// targetDrainTime is not set either.
 	// +optional
-	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	LagPerReplica int64 `json:"lagPerReplica,omitempty"`
+
+	// targetDrainTime scales on how far behind the consumer may fall instead of a lag per
+	// replica: from successive lag readings the operator measures how fast records arrive
+	// and how fast one pod consumes them while it has work, and runs the fewest pods that
+	// keep up and drain the current lag within this time (a count that spreads the
+	// partitions evenly: on 6 partitions, 4 pods drain no faster than 3). Until it has
+	// measured a pod's rate, a consumer with lag runs every pod that can take a partition
+	// (up to maxReplicas). What it measured is in status.drain and in the ScaledUp and
+	// ScaledDown Events. At least twice pollInterval; not together with lagPerReplica.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="targetDrainTime must be between 10s and 24h"
+	TargetDrainTime *metav1.Duration `json:"targetDrainTime,omitempty"`
+
+	// activationLag keeps a consumer scaled to zero at zero while its lag is below it:
+	// a few records do not wake it (they wait until more arrive). Only with minReplicas 0.
+	// A group that starts at the latest offset and has no committed position still wakes,
+	// or records arriving meanwhile would be skipped.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	ActivationLag *int64 `json:"activationLag,omitempty"`
+
+	// limitToPartitionsWithLag caps the replicas at the number of partitions that have
+	// lag (at least one): when all the lag sits on one partition, more pods cannot help.
+	// +optional
+	LimitToPartitionsWithLag bool `json:"limitToPartitionsWithLag,omitempty"`
 
 	// scaleDownStabilization is how long a lower replica count must be recommended
 	// before the consumer scales down (default 5m). Scaling up is immediate.
@@ -592,6 +621,33 @@ type AtlasConsumerStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=1001
 	ScaleDownPeaks []ScaleRecommendation `json:"scaleDownPeaks,omitempty"`
+
+	// drain is what the drain-time policy (spec.autoscaling.targetDrainTime) measured and
+	// expects. A new operator leader starts from it.
+	// +optional
+	Drain *DrainStatus `json:"drain,omitempty"`
+}
+
+// DrainStatus is what the drain-time policy measured of a consumer's traffic and expects
+// of its replicas.
+type DrainStatus struct {
+	// arrivalRate is the rate records arrive at on the topic, per second, smoothed over
+	// polls.
+	ArrivalRate int64 `json:"arrivalRate"`
+	// podRate is how many records per second one pod consumes while it has work,
+	// smoothed over the busy intervals measured (those in which every partition had more
+	// records waiting than the pods consumed, with no pod starting or stopping). Absent
+	// until one was measured.
+	// +optional
+	PodRate *int64 `json:"podRate,omitempty"`
+	// busyIntervals is how many intervals podRate rests on. Below 2, the policy does not
+	// scale down while records wait.
+	// +optional
+	BusyIntervals int32 `json:"busyIntervals,omitempty"`
+	// expectedDrainTime is how long the current lag takes to drain at the recommended
+	// replicas, arrivals going on. Absent without a pod rate, or when it never drains.
+	// +optional
+	ExpectedDrainTime *metav1.Duration `json:"expectedDrainTime,omitempty"`
 }
 
 // ScaleRecommendation is a replica count the autoscaling recommended, and when.

@@ -18,6 +18,14 @@ type Policy struct {
 	// offset did not move since the previous measurement although it has lag (a stuck
 	// or poison partition), so one such partition cannot push the fleet to the maximum.
 	ExcludeStuckPartitions bool
+	// TargetDrainTime, when set, replaces LagPerReplica with the drain-time policy
+	// (PlanDrain): the fewest pods that keep up and drain the lag within it.
+	TargetDrainTime time.Duration
+	// ActivationLag: a consumer at zero replicas stays there while its lag is below it.
+	ActivationLag int64
+	// LimitToPartitionsWithLag caps the replicas at the partitions that have lag (at
+	// least one): when all the lag sits on one partition, more pods cannot help.
+	LimitToPartitionsWithLag bool
 }
 
 // Recommendation is a past desired replica count, kept for the stabilization window.
@@ -40,6 +48,11 @@ type Input struct {
 	// Previous is the measurement before Lag (nil when there is none).
 	Previous *Lag
 	History  []Recommendation
+	// Rates are the drain-time policy's measurements, Lag included (Rates.Observe).
+	Rates Rates
+	// Ready is the number of ready pods; fewer than Current means pods are starting or
+	// restarting (the group rebalances), and the drain-time policy never scales down then.
+	Ready int32
 }
 
 // Condition is a status condition the decision sets.
@@ -62,6 +75,10 @@ const (
 	ReasonScaleDownDeferred = "ScaleDownStabilized"
 	ReasonRecordsWaiting    = "RecordsWaiting"
 	ReasonNoPosition        = "NoCommittedPosition"
+	ReasonBelowActivation   = "BelowActivationLag"
+	ReasonPartitionsWithLag = "PartitionsWithLag"
+	ReasonDrainTarget       = "DrainTargetUnreachable"
+	ReasonScaleDownHeld     = "ScaleDownHeld"
 )
 
 // Decision is the outcome: the replicas to run and why.
@@ -76,6 +93,8 @@ type Decision struct {
 	// History is the recommendations to keep for the next decision: the window's peaks,
 	// oldest first, ending with this decision's recommendation (see windowPeaks).
 	History []Recommendation
+	// Drain is the drain-time policy's plan (nil under lagPerReplica).
+	Drain *DrainPlan
 }
 
 // Decide computes the desired replicas:
@@ -110,37 +129,72 @@ func Decide(in Input) Decision {
 	if partitions < limit {
 		limit, limitReason = partitions, ReasonPartitionLimit
 	}
-	raw := int32(0)
-	if d.ScalingLag > 0 && p.LagPerReplica > 0 {
-		need := (d.ScalingLag + p.LagPerReplica - 1) / p.LagPerReplica
-		raw = int32(min(need, int64(1)<<30))
+	if lagging := partitionsWithLag(in.Lag, d.Excluded); p.LimitToPartitionsWithLag && max(lagging, 1) < limit {
+		limit, limitReason = max(lagging, 1), ReasonPartitionsWithLag
 	}
 	// Zero replicas only when nothing waits: a consumer at zero moves no commit, so lag it
 	// left behind (stuck partitions included) would wait for ever, and a latest group
-	// without a position would skip what arrives before a member joins.
+	// without a position would skip what arrives before a member joins. Below the
+	// activation lag, a consumer at zero is left there (its owner's choice); the missing
+	// position still wakes it, since what arrives meanwhile would be lost.
 	floor, floorWhy := p.MinReplicas, ""
 	switch {
 	case floor > 0:
+	case in.Lag.Total > 0 && in.Current == 0 && in.Lag.Total < p.ActivationLag && len(in.Lag.Unpositioned) == 0:
+		floorWhy = ReasonBelowActivation
 	case in.Lag.Total > 0:
 		floor, floorWhy = 1, ReasonRecordsWaiting
 	case len(in.Lag.Unpositioned) > 0:
 		floor, floorWhy = 1, ReasonNoPosition
 	}
+	raw := int32(0)
+	if p.TargetDrainTime > 0 {
+		plan := PlanDrain(in.Rates, d.ScalingLag, maxPartitionLag(in.Lag, d.Excluded), p.TargetDrainTime, partitions, limit, 0, in.Current)
+		if floorWhy == ReasonBelowActivation {
+			plan = DrainPlan{Replicas: 0, Met: true, Fallback: plan.Fallback}
+		}
+		d.Drain, raw = &plan, plan.Replicas
+	} else if d.ScalingLag > 0 && p.LagPerReplica > 0 && floorWhy != ReasonBelowActivation {
+		need := (d.ScalingLag + p.LagPerReplica - 1) / p.LagPerReplica
+		raw = int32(min(need, int64(1)<<30))
+	}
 	rec := max(raw, floor)
 	d.ScalingLimited = Condition{false, ReasonWithinLimits, fmt.Sprintf("%d replicas for a lag of %d", rec, d.ScalingLag)}
 	switch {
+	case floorWhy == ReasonBelowActivation:
+		d.ScalingLimited = Condition{true, ReasonBelowActivation, fmt.Sprintf("a lag of %d is below activationLag %d: the consumer stays at zero replicas", in.Lag.Total, p.ActivationLag)}
 	case raw < floor && floorWhy == ReasonRecordsWaiting:
 		d.ScalingLimited = Condition{true, ReasonRecordsWaiting, fmt.Sprintf("%d records wait (stuck partitions included): one replica at least, though minReplicas is 0", in.Lag.Total)}
 	case raw < floor && floorWhy == ReasonNoPosition:
 		d.ScalingLimited = Condition{true, ReasonNoPosition, fmt.Sprintf("partitions %v have no committed position and the group starts at the latest offset: one replica joins to take it, or records arriving meanwhile would be skipped", in.Lag.Unpositioned)}
+	case d.Drain != nil && !d.Drain.Met:
+		d.ScalingLimited = Condition{true, ReasonDrainTarget, fmt.Sprintf("%s (the limit: %s)", d.Drain.describe(in.Rates, d.ScalingLag, p.TargetDrainTime), limitText(limitReason, limit, p.MaxReplicas))}
 	case rec > limit && limitReason == ReasonPartitionLimit:
 		d.ScalingLimited = Condition{true, ReasonPartitionLimit, fmt.Sprintf("a lag of %d asks for %d replicas, capped at the topic's %d partitions (more consumers than partitions would idle)", d.ScalingLag, rec, partitions)}
+		rec = limit
+	case rec > limit && limitReason == ReasonPartitionsWithLag:
+		d.ScalingLimited = Condition{true, ReasonPartitionsWithLag, fmt.Sprintf("a lag of %d asks for %d replicas, capped at the %d partitions that have lag (more pods could not help)", d.ScalingLag, rec, limit)}
 		rec = limit
 	case rec > limit:
 		d.ScalingLimited = Condition{true, ReasonMaxReplicas, fmt.Sprintf("a lag of %d asks for %d replicas, capped at maxReplicas %d", d.ScalingLag, rec, p.MaxReplicas)}
 		rec = limit
 	case raw < p.MinReplicas:
 		d.ScalingLimited = Condition{true, ReasonMinReplicas, fmt.Sprintf("a lag of %d asks for %d replicas, held at minReplicas %d", d.ScalingLag, raw, p.MinReplicas)}
+	}
+	// The drain-time policy never scales down on what it does not trust: while records
+	// wait and the pod rate rests on too few busy intervals, or while pods are starting
+	// or restarting (the group rebalances and the rates of the interval mean little).
+	held := ""
+	if d.Drain != nil && rec < in.Current && floorWhy != ReasonBelowActivation {
+		switch {
+		case in.Ready < in.Current:
+			held = fmt.Sprintf("only %d of %d pods are ready", in.Ready, in.Current)
+		case d.ScalingLag > 0 && in.Rates.Samples < MinPodRateSamples:
+			held = fmt.Sprintf("the pod rate rests on %d busy intervals, fewer than %d", in.Rates.Samples, MinPodRateSamples)
+		}
+		if held != "" {
+			rec = in.Current
+		}
 	}
 
 	// Stabilization: the desired count is the highest recommendation of the window.
@@ -150,13 +204,51 @@ func Decide(in Input) Decision {
 	if len(d.Excluded) > 0 {
 		msg += fmt.Sprintf(" (stuck partitions %v left out)", d.Excluded)
 	}
-	if d.Desired > rec {
+	if d.Drain != nil {
+		msg += "; " + d.Drain.describe(in.Rates, d.ScalingLag, p.TargetDrainTime)
+	}
+	if held != "" {
+		msg += fmt.Sprintf("; no scale down below %d while %s", in.Current, held)
+		d.ScalingActive = Condition{true, ReasonScaleDownHeld, msg}
+	} else if d.Desired > rec {
 		msg += fmt.Sprintf("; scale down to %d deferred by the %s stabilization window", rec, p.ScaleDownStabilization)
 		d.ScalingActive = Condition{true, ReasonScaleDownDeferred, msg}
 	} else {
 		d.ScalingActive = Condition{true, ReasonValidLag, msg}
 	}
 	return d
+}
+
+// maxPartitionLag is the most lag on one partition, the excluded (stuck) ones left out.
+func maxPartitionLag(l Lag, excluded []int32) int64 {
+	var m int64
+	for _, p := range l.Partitions {
+		if !slices.Contains(excluded, p.Partition) {
+			m = max(m, p.Lag)
+		}
+	}
+	return m
+}
+
+// partitionsWithLag counts the partitions with lag, the excluded (stuck) ones left out.
+func partitionsWithLag(l Lag, excluded []int32) int32 {
+	var n int32
+	for _, p := range l.Partitions {
+		if p.Lag > 0 && !slices.Contains(excluded, p.Partition) {
+			n++
+		}
+	}
+	return n
+}
+
+func limitText(reason string, limit, maxReplicas int32) string {
+	switch reason {
+	case ReasonPartitionLimit:
+		return fmt.Sprintf("the topic's %d partitions", limit)
+	case ReasonPartitionsWithLag:
+		return fmt.Sprintf("the %d partitions that have lag", limit)
+	}
+	return fmt.Sprintf("maxReplicas %d", maxReplicas)
 }
 
 // windowPeaks keeps of the recommendations of the window only those that can still be its
@@ -207,22 +299,35 @@ func (d Decision) Peaks() []Recommendation {
 
 // scalingLag is the total lag, without stuck partitions when the policy says so.
 func scalingLag(in Input) (int64, []int32) {
-	if !in.Policy.ExcludeStuckPartitions || in.Previous == nil {
+	if !in.Policy.ExcludeStuckPartitions {
 		return in.Lag.Total, nil
 	}
-	prev := map[int32]PartitionLag{}
-	for _, pl := range in.Previous.Partitions {
-		prev[pl.Partition] = pl
-	}
+	excluded := StuckPartitions(in.Previous, in.Lag)
 	var total int64
-	var excluded []int32
 	for _, pl := range in.Lag.Partitions {
-		before, ok := prev[pl.Partition]
-		if ok && pl.Lag > 0 && before.Lag > 0 && pl.Committed >= 0 && pl.Committed == before.Committed {
-			excluded = append(excluded, pl.Partition)
-			continue
+		if !slices.Contains(excluded, pl.Partition) {
+			total += pl.Lag
 		}
-		total += pl.Lag
 	}
 	return total, excluded
+}
+
+// StuckPartitions are the partitions whose committed offset did not move between the two
+// measurements although they had lag at both (none without a previous measurement).
+func StuckPartitions(previous *Lag, current Lag) []int32 {
+	if previous == nil {
+		return nil
+	}
+	prev := map[int32]PartitionLag{}
+	for _, pl := range previous.Partitions {
+		prev[pl.Partition] = pl
+	}
+	var stuck []int32
+	for _, pl := range current.Partitions {
+		before, ok := prev[pl.Partition]
+		if ok && pl.Lag > 0 && before.Lag > 0 && pl.Committed >= 0 && pl.Committed == before.Committed {
+			stuck = append(stuck, pl.Partition)
+		}
+	}
+	return stuck
 }

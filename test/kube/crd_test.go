@@ -104,6 +104,22 @@ func TestCRDSchema(t *testing.T) {
 		{"zero lag per replica", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, LagPerReplica: -5}
 		}, "spec.autoscaling.lagPerReplica: Invalid value: -5"},
+		{"lagPerReplica and targetDrainTime", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, LagPerReplica: 500, TargetDrainTime: &metav1.Duration{Duration: time.Minute}}
+		}, "set lagPerReplica or targetDrainTime, not both"},
+		{"targetDrainTime too short", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, TargetDrainTime: &metav1.Duration{Duration: 5 * time.Second},
+				PollInterval: &metav1.Duration{Duration: 5 * time.Second}}
+		}, "targetDrainTime must be between 10s and 24h"},
+		{"targetDrainTime under two polls", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, TargetDrainTime: &metav1.Duration{Duration: 45 * time.Second}}
+		}, "targetDrainTime must be at least twice pollInterval"},
+		{"activationLag without scaling to zero", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, ActivationLag: ptr.To[int64](100)}
+		}, "activationLag only applies to a consumer that scales to zero"},
+		{"zero activationLag", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, MinReplicas: ptr.To[int32](0), ActivationLag: ptr.To[int64](0)}
+		}, "spec.autoscaling.activationLag: Invalid value: 0"},
 		{"poll interval too short", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 2, PollInterval: &metav1.Duration{Duration: time.Second}}
 		}, "pollInterval must be between 5s and 1h"},
@@ -190,6 +206,13 @@ func TestCRDSchema(t *testing.T) {
 		{"AWS_MSK_IAM", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Kafka.SASL = &atlasv1alpha1.KafkaSASL{Mechanism: "AWS_MSK_IAM"}
 			a.Spec.Kafka.TLS = &atlasv1alpha1.KafkaTLS{}
+		}},
+		{"targetDrainTime, scaling to zero with an activation lag, partitions with lag", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 6, MinReplicas: ptr.To[int32](0), TargetDrainTime: &metav1.Duration{Duration: time.Minute},
+				ActivationLag: ptr.To[int64](100), LimitToPartitionsWithLag: true}
+		}},
+		{"no policy named: lagPerReplica's default", func(a *atlasv1alpha1.AtlasConsumer) {
+			a.Spec.Autoscaling = &atlasv1alpha1.AutoscalingSpec{MaxReplicas: 6}
 		}},
 		{"search CA from a ConfigMap with a client certificate", func(a *atlasv1alpha1.AtlasConsumer) {
 			a.Spec.Mode = atlasv1alpha1.AtlasConsumerModeIndexer
