@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/atlas-platform/atlas-operator/consumer/event"
-	"github.com/atlas-platform/atlas-operator/consumer/eventgen"
 	"github.com/atlas-platform/atlas-operator/migrations"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
@@ -129,31 +127,7 @@ func humanCount(n int) string {
 // produceGenerated publishes n synthetic events without holding them all in memory.
 func produceGenerated(b testing.TB, s *setup, seed uint64, n int) {
 	b.Helper()
-	cl := infra.KafkaClient(b, kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(50_000))
-	gen := eventgen.New(seed)
-	var failed atomic.Value
-	ctx := context.Background()
-	for i := 0; i < n; i++ {
-		env, err := gen.Next()
-		if err != nil {
-			b.Fatal(err)
-		}
-		rec, err := event.Record(s.topic, env)
-		if err != nil {
-			b.Fatal(err)
-		}
-		cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Store(err)
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		b.Fatal(err)
-	}
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatalf("produce: %v", err)
-	}
+	produceGeneratedWith(b, s, seed, n, func(*event.Envelope) {})
 }
 
 // peakRSS reads the consumer's peak resident set size (VmHWM) in bytes.

@@ -133,3 +133,26 @@ func (e SearchEngine) IndexDiff(t testing.TB, pool *pgxpool.Pool, index string) 
 	}
 	return fmt.Sprintf("%d live items, %d documents: %d missing, %d that should be gone, %d stale%s", len(want), len(got), missing, extra, stale, example)
 }
+
+// CountDocuments counts the documents of the default search server's index (or alias),
+// after a refresh.
+func CountDocuments(t testing.TB, index string) int {
+	t.Helper()
+	es := DefaultSearch.Client(t)
+	ctx := context.Background()
+	if resp, err := es.Indices.Refresh(es.Indices.Refresh.WithIndex(index), es.Indices.Refresh.WithContext(ctx)); err == nil {
+		resp.Body.Close()
+	}
+	resp, err := es.Count(es.Count.WithIndex(index), es.Count.WithContext(ctx))
+	if err != nil {
+		t.Fatalf("count %s: %v", index, err)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Count int `json:"count"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&res); err != nil || resp.IsError() {
+		t.Fatalf("count %s: %s %v", index, resp.Status(), err)
+	}
+	return res.Count
+}
