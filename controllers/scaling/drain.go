@@ -40,12 +40,13 @@ type Rates struct {
 	Unmeasured int32
 }
 
-// Smoothing of the rates: each new interval counts for this much. Arrivals are smoothed
-// more: the policy needs the rate that goes on while the lag drains, and a burst's records
-// are in the lag already (counting them as a rate that lasts too would ask for pods twice).
+// Smoothing of the rates. Each busy interval counts for half of the pod rate. Arrivals are
+// averaged over about arrivalHorizon whatever the poll interval: the policy needs the rate
+// that goes on while the lag drains, and a burst's records are in the lag already
+// (counting them as a rate that lasts too would ask for pods twice).
 const (
-	rateSmoothing    = 0.5
-	arrivalSmoothing = 0.2
+	rateSmoothing  = 0.5
+	arrivalHorizon = 2 * time.Minute
 )
 
 // MinPodRateSamples is how many busy intervals the pod rate needs before the policy scales
@@ -97,11 +98,14 @@ func (iv Interval) consumed() (int64, bool) {
 		if !ok || stuck[p.Partition] {
 			continue
 		}
-		if p.Committed < 0 || before.Committed < 0 || p.Committed < before.Committed {
-			busy = false // no position, or a reset: nothing to measure on this partition
+		// The group's position is where its lag starts: the committed offset, or where a
+		// group without a commit starts reading (the log start for earliest, so the first
+		// records a new group consumes count too).
+		c := (p.End - p.Lag) - (before.End - before.Lag)
+		if c < 0 {
+			busy = false // a reset: nothing to measure on this partition
 			continue
 		}
-		c := p.Committed - before.Committed
 		total += c
 		counted++
 		if before.Lag <= c {
@@ -135,7 +139,7 @@ func (r Rates) Observe(iv Interval) Rates {
 	}
 	arrival := float64(iv.arrived()) / dt
 	if r.ArrivalKnown {
-		r.Arrival += arrivalSmoothing * (arrival - r.Arrival)
+		r.Arrival += (1 - math.Exp(-dt/arrivalHorizon.Seconds())) * (arrival - r.Arrival)
 	} else {
 		r.Arrival, r.ArrivalKnown = arrival, true
 	}

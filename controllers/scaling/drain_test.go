@@ -203,3 +203,21 @@ func TestDecideActivationAndPartitionsWithLag(t *testing.T) {
 		})
 	}
 }
+
+// A group's first interval on a topic, before any commit on some partitions, still
+// measures: a partition without a commit is at its log start (an earliest group).
+func TestRatesObserveAGroupWithoutCommits(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	prev := Lag{MeasuredAt: t0, Partitions: []PartitionLag{
+		{Partition: 0, Committed: -1, Start: 0, End: 5000, Lag: 5000},
+		{Partition: 1, Committed: 200, Start: 0, End: 5000, Lag: 4800},
+	}}
+	cur := Lag{MeasuredAt: t0.Add(10 * time.Second), Partitions: []PartitionLag{
+		{Partition: 0, Committed: 1000, Start: 0, End: 6000, Lag: 5000},
+		{Partition: 1, Committed: 1200, Start: 0, End: 6000, Lag: 4800},
+	}}
+	got := Rates{}.Observe(Interval{Previous: prev, Current: cur, Ready: 1, Stable: true})
+	if got.Samples != 1 || got.PodRate != 200 {
+		t.Fatalf("got %+v, want one sample of 2,000 records in 10 s by one pod: 200/s", got)
+	}
+}
