@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ func curveEvents() int {
 
 // progress samples a consumer's counter and resident memory while it works.
 type progress struct {
+	sample  func()
 	mu      sync.Mutex
 	samples []progressSample
 	stop    chan struct{}
@@ -66,7 +68,19 @@ type progressSample struct {
 // watchProgress samples metric (a counter of p) and p's memory every 50 ms until stopped.
 func watchProgress(b testing.TB, p *consumerProc, metric string) *progress {
 	pr := &progress{stop: make(chan struct{}), done: make(chan struct{})}
-	pid := p.cmd.Process.Pid
+	pr.sample = func() {
+		n, err := p.metric(metric)
+		if err != nil {
+			return
+		}
+		rss, peak, ok := readMemory(p.cmd.Process.Pid)
+		if !ok {
+			return
+		}
+		pr.mu.Lock()
+		pr.samples = append(pr.samples, progressSample{at: time.Now(), n: n, rss: rss, peak: peak})
+		pr.mu.Unlock()
+	}
 	go func() {
 		defer close(pr.done)
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -77,30 +91,24 @@ func watchProgress(b testing.TB, p *consumerProc, metric string) *progress {
 				return
 			case <-tick.C:
 			}
-			n, err := p.metric(metric)
-			if err != nil {
-				continue
-			}
-			rss, peak, ok := readMemory(pid)
-			if !ok {
-				continue
-			}
-			pr.mu.Lock()
-			pr.samples = append(pr.samples, progressSample{at: time.Now(), n: n, rss: rss, peak: peak})
-			pr.mu.Unlock()
+			pr.sample()
 		}
 	}()
 	b.Cleanup(pr.finish)
 	return pr
 }
 
+// finish stops sampling, after one last sample (the consumer may have reached its total
+// since the previous one).
 func (pr *progress) finish() {
 	select {
 	case <-pr.stop:
+		return
 	default:
 		close(pr.stop)
 	}
 	<-pr.done
+	pr.sample()
 }
 
 // timeAt is when the counter reached n, interpolated between the two samples around it.
@@ -245,6 +253,10 @@ func BenchmarkAuditCostCurve(b *testing.B) {
 		pr.finish()
 		cv := readCurve("audit, "+ids.name, pr, marks, infra.ProcessCPU(b, c.cmd.Process.Pid))
 		c.stop()
+		if dir := os.Getenv("ATLAS_BENCH_KEEP_LOGS"); dir != "" {
+			raw, _ := os.ReadFile(c.logs)
+			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("audit-v4-%t.log", ids.v4)), raw, 0o644)
+		}
 		if got := s.rowCount(b); got != total {
 			b.Fatalf("audit_events has %d rows, want %d", got, total)
 		}
