@@ -73,9 +73,9 @@ func watchProgress(b testing.TB, p *consumerProc, metric string) *progress {
 		if err != nil {
 			return
 		}
-		rss, peak, ok := readMemory(p.cmd.Process.Pid)
-		if !ok {
-			return
+		rss, peak, err := infra.ReadProcessMemory(p.cmd.Process.Pid)
+		if err != nil {
+			return // the consumer is gone
 		}
 		pr.mu.Lock()
 		pr.samples = append(pr.samples, progressSample{at: time.Now(), n: n, rss: rss, peak: peak})
@@ -149,28 +149,6 @@ func (pr *progress) peakAt(n float64) int64 {
 		}
 	}
 	return peak
-}
-
-// readMemory reads VmRSS and VmHWM of a process, false once it is gone.
-func readMemory(pid int) (rss, peak int64, ok bool) {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, false
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return rss, peak, true
 }
 
 // curve is one consumer's measured cost curve.
@@ -313,7 +291,7 @@ func BenchmarkIndexerCostCurve(b *testing.B) {
 // without holding them all in memory.
 func produceGeneratedWith(b testing.TB, s *setup, seed uint64, n int, edit func(*event.Envelope)) {
 	b.Helper()
-	cl := infra.KafkaClient(b, kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(50_000))
+	p := newAsyncProducer(b, s.topic)
 	gen := eventgen.New(seed)
 	for i := 0; i < n; i++ {
 		env, err := gen.Next()
@@ -321,9 +299,9 @@ func produceGeneratedWith(b testing.TB, s *setup, seed uint64, n int, edit func(
 			b.Fatal(err)
 		}
 		edit(env)
-		produceAsync(b, cl, s.topic, env)
+		p.produce(b, env)
 	}
-	flushProduced(b, cl)
+	p.flush(b)
 }
 
 // produceItemStream applies n item events to the items table, as the Atlas API does before
@@ -331,7 +309,7 @@ func produceGeneratedWith(b testing.TB, s *setup, seed uint64, n int, edit func(
 // deleted item in four is hard-deleted.
 func produceItemStream(b testing.TB, s *indexSetup, seed uint64, n int) {
 	b.Helper()
-	cl := infra.KafkaClient(b, kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(50_000))
+	p := newAsyncProducer(b, s.topic)
 	gen := eventgen.New(seed)
 	ctx := context.Background()
 	slice := make([]*event.Envelope, 0, 20_000)
@@ -340,7 +318,7 @@ func produceItemStream(b testing.TB, s *indexSetup, seed uint64, n int) {
 			b.Fatal(err)
 		}
 		for _, e := range slice {
-			produceAsync(b, cl, s.topic, e)
+			p.produce(b, e)
 		}
 		slice = slice[:0]
 	}
@@ -359,29 +337,39 @@ func produceItemStream(b testing.TB, s *indexSetup, seed uint64, n int) {
 		}
 	}
 	flush()
-	flushProduced(b, cl)
+	p.flush(b)
 }
 
-var produceFailed atomic.Value
+// asyncProducer publishes envelopes without waiting for each, keeping the first error.
+type asyncProducer struct {
+	cl     *kgo.Client
+	topic  string
+	failed atomic.Value
+}
 
-func produceAsync(b testing.TB, cl *kgo.Client, topic string, env *event.Envelope) {
-	rec, err := event.Record(topic, env)
+func newAsyncProducer(b testing.TB, topic string) *asyncProducer {
+	return &asyncProducer{cl: infra.KafkaClient(b, kgo.ProducerLinger(10*time.Millisecond), kgo.MaxBufferedRecords(50_000)), topic: topic}
+}
+
+func (p *asyncProducer) produce(b testing.TB, env *event.Envelope) {
+	rec, err := event.Record(p.topic, env)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+	p.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
 		if err != nil {
-			produceFailed.Store(err)
+			p.failed.CompareAndSwap(nil, err)
 		}
 	})
 }
 
-func flushProduced(b testing.TB, cl *kgo.Client) {
+// flush waits for every record and fails on the first error.
+func (p *asyncProducer) flush(b testing.TB) {
 	b.Helper()
-	if err := cl.Flush(context.Background()); err != nil {
+	if err := p.cl.Flush(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	if err, _ := produceFailed.Load().(error); err != nil {
+	if err, _ := p.failed.Load().(error); err != nil {
 		b.Fatalf("produce: %v", err)
 	}
 }

@@ -26,9 +26,18 @@ func ProcessCPU(t testing.TB, pid int) float64 {
 // ProcessMemory reads a process's resident and peak resident memory (VmRSS, VmHWM) in bytes.
 func ProcessMemory(t testing.TB, pid int) (rss, peak int64) {
 	t.Helper()
+	rss, peak, err := ReadProcessMemory(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rss, peak
+}
+
+// ReadProcessMemory reads a process's VmRSS and VmHWM in bytes; an error once it is gone.
+func ReadProcessMemory(pid int) (rss, peak int64, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Fatalf("read the memory use of process %d: %v", pid, err)
+		return 0, 0, fmt.Errorf("read the memory use of process %d: %w", pid, err)
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		fields := strings.Fields(line)
@@ -44,7 +53,7 @@ func ProcessMemory(t testing.TB, pid int) (rss, peak int64) {
 		}
 	}
 	if peak == 0 {
-		t.Fatalf("no VmHWM in /proc/%d/status", pid)
+		return 0, 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 	}
-	return rss, peak
+	return rss, peak, nil
 }
