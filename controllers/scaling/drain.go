@@ -137,13 +137,19 @@ func (r Rates) Observe(iv Interval) Rates {
 	if dt <= 0 {
 		return r
 	}
-	arrival := float64(iv.arrived()) / dt
-	if r.ArrivalKnown {
-		r.Arrival += (1 - math.Exp(-dt/arrivalHorizon.Seconds())) * (arrival - r.Arrival)
-	} else {
-		r.Arrival, r.ArrivalKnown = arrival, true
-	}
+	arrived := iv.arrived()
 	consumed, busy := iv.consumed()
+	if r.ArrivalKnown {
+		r.Arrival += (1 - math.Exp(-dt/arrivalHorizon.Seconds())) * (float64(arrived)/dt - r.Arrival)
+	} else {
+		// The first interval seeds the average with the arrivals the pods kept up with.
+		// The rest is in the lag, which the policy drains anyway: when the interval holds
+		// the start of a burst, taking all of it for a lasting rate would ask for pods
+		// twice and keep them for minutes after the burst. A steady load the pods keep up
+		// with counts whole; one they do not keep up with shows as lag and the average
+		// rises to it over the horizon.
+		r.Arrival, r.ArrivalKnown = float64(min(arrived, consumed))/dt, true
+	}
 	if !busy || !iv.Stable || iv.Ready <= 0 {
 		switch {
 		case r.Samples > 0 || iv.Current.Total == 0:

@@ -221,3 +221,29 @@ func TestRatesObserveAGroupWithoutCommits(t *testing.T) {
 		t.Fatalf("got %+v, want one sample of 2,000 records in 10 s by one pod: 200/s", got)
 	}
 }
+
+// A burst that lands in the first interval the policy sees is in the lag already: it must
+// not also become the lasting arrival rate (seen on the node: 7,000 records of a 40,000
+// burst in the first interval made arrivals 1,393/s, asked for 6 pods where 2 drained it,
+// and held 2 pods for minutes after the lag was gone). The first interval counts only the
+// arrivals the pods kept up with; what they did not is in the lag.
+func TestRatesFirstIntervalOfABurst(t *testing.T) {
+	// Two partitions, 5 s: 3,500 arrived on each, the pods committed 100 of each.
+	prev, cur := measured(5*time.Second, [4]int64{0, 100, 0, 3500}, [4]int64{0, 100, 0, 3500})
+	got := Rates{}.Observe(Interval{Previous: prev, Current: cur, Ready: 1, Stable: true})
+	if got.Arrival != 40 || !got.ArrivalKnown {
+		t.Fatalf("got %+v, want arrivals of 200 records in 5 s (what the pods kept up with): 40/s", got)
+	}
+	// A steady load the pods keep up with is counted whole from the first interval.
+	prev, cur = measured(5*time.Second, [4]int64{0, 1000, 0, 1000}, [4]int64{0, 1000, 0, 1000})
+	if got := (Rates{}).Observe(Interval{Previous: prev, Current: cur, Ready: 1, Stable: true}); got.Arrival != 400 {
+		t.Fatalf("got %+v, want 2,000 records in 5 s: 400/s", got)
+	}
+	// Once known, arrivals are averaged over about two minutes: the same burst later adds
+	// only its share of the horizon.
+	prev, cur = measured(5*time.Second, [4]int64{0, 100, 0, 3500}, [4]int64{0, 100, 0, 3500})
+	later := Rates{Arrival: 40, ArrivalKnown: true}.Observe(Interval{Previous: prev, Current: cur, Ready: 1, Stable: true})
+	if later.Arrival < 40 || later.Arrival > 40+7000/120.0 {
+		t.Fatalf("got %+v, want at most 40 + 7,000/120 s", later)
+	}
+}
