@@ -14,6 +14,8 @@
 # functional tests: fsync, synchronous_commit and full_page_writes off, which a crash can
 # lose data to) or "default" (PostgreSQL's own, as production runs it: the benchmarks use it,
 # see hack/test.sh --bench). A restarted server keeps the choice it was first started with.
+# ATLAS_POSTGRES_SETTINGS adds server settings ("name=value name=value", e.g. the memory and
+# checkpoint sizing of a production server); a restarted server keeps them too.
 # PostgreSQL refuses to run as root: as root the server runs as the `postgres` OS user.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -58,6 +60,12 @@ start() {
     default) ;;
     *) die "postgres: ATLAS_POSTGRES_DURABILITY=$durability: want fast or default" ;;
   esac
+  [[ -f $dir/settings ]] || echo "${ATLAS_POSTGRES_SETTINGS:-}" >"$dir/settings"
+  local kv
+  for kv in $(cat "$dir/settings"); do
+    [[ $kv == *=* ]] || die "postgres: ATLAS_POSTGRES_SETTINGS: $kv is not name=value"
+    settings+=" -c $kv"
+  done
   local listen=127.0.0.1
   if [[ -n ${ATLAS_NODE_HOST_IP:-} ]]; then
     listen="127.0.0.1,$ATLAS_NODE_HOST_IP"
@@ -70,7 +78,7 @@ start() {
   head -n 1 "$dir/data/postmaster.pid" >"$dir/pid"
   local url="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
   echo "$url" >"$dir/url"
-  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on $listen port $port, pid $(cat "$dir/pid"), $durability durability"
+  log "postgres: PostgreSQL $("$bin/postgres" --version | awk '{print $3}') up on $listen port $port, pid $(cat "$dir/pid"), $durability durability$( [[ -s $dir/settings && -n $(tr -d '[:space:]' <"$dir/settings") ]] && echo ", $(cat "$dir/settings")")"
   echo "$url"
 }
 

@@ -29,3 +29,21 @@ func TestConsumeRefusesBadFlagValues(t *testing.T) {
 		}
 	}
 }
+
+// The consumers collect garbage at GOGC=50 unless the environment sets GOGC (which the Go
+// runtime then applies itself).
+func TestConsumerGCPercent(t *testing.T) {
+	for _, c := range []struct {
+		gogc    string
+		percent int
+		set     bool
+	}{
+		{"", 50, true},
+		{"100", 0, false},
+		{"off", 0, false},
+	} {
+		if p, set := consumerGCPercent(c.gogc); p != c.percent || set != c.set {
+			t.Errorf("GOGC=%q: got %d, %t; want %d, %t", c.gogc, p, set, c.percent, c.set)
+		}
+	}
+}

@@ -85,7 +85,7 @@ func BenchmarkAuditMillion(b *testing.B) {
 	b.ReportMetric(naiveRate, "naive_events/s")
 	b.ReportMetric(replayRate, "replay_events/s")
 	b.ReportMetric(float64(ours.rss)/(1<<20), "peak_rss_MiB")
-	fmt.Printf("\naudit benchmark, %d events (one run, same machine; Postgres %s):\n", total, infra.PostgresDurability(b))
+	fmt.Printf("\naudit benchmark, %d events (one run, same machine; Postgres %s):\n", total, infra.PostgresSettings(b))
 	fmt.Printf("  %s\n", ours)
 	for _, p := range peers {
 		fmt.Printf("  %s\n", p)

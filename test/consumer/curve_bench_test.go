@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,12 +24,23 @@ import (
 )
 
 // The consumers' cost curves (`make bench`): each consumer, with its default flags, works
-// off one backlog of ATLAS_BENCH_CURVE_EVENTS events (5,000,000 by default) into a table
-// or index that starts empty and grows to its full size, and the benchmark reads the
-// consumer's progress every 50 ms. The rate "at" a size is the rate of the half of the
-// events before it (at 1M: from event 500,000 to event 1,000,000), so every rate is
-// measured on a table or index of about that size, start-up excluded. Flat: the lowest
-// rate is within 15% of the highest. Peak RSS is read at each size.
+// off one stream of events into a table or index that starts empty and grows, and the
+// benchmark reads its rate at 100k, 1M and 5M events (ATLAS_BENCH_CURVE_EVENTS, 5,000,000
+// by default, is the last size).
+//
+// The rate "at" a size is measured in a window of events centred on it (at 1M: from
+// 800,000 to 1,200,000; at 100k: from 50,000 to 150,000), worked off by a fresh consumer
+// process in the same group; a fill phase before each window, unmeasured, brings the table
+// or index to the window's start. Before each window the servers are brought to the same
+// state: a Postgres CHECKPOINT (and a flush of the search index), then the kernel's dirty
+// pages written out (sync). Without that, a curve measured in one run compares a start on
+// an idle server (its shared buffers empty, no checkpoint yet, gigabytes of writes absorbed
+// by the page cache) with a middle spent under the first checkpoint and the writeback of
+// what was absorbed: measured so on this machine, 54k events/s in the first tenth and 40k
+// in the seventh, on a UUIDv4 run as flat (41k-44k) as its server was already busy. The
+// first tenth of each window is left out of its rate (the process's start and group join).
+// Flat: the lowest rate is within 15% of the highest. Peak RSS is the highest of every
+// process so far, fill phases included.
 
 // curveMarks are the sizes the curves are read at: 100k, 1M and 5M, those below total,
 // and total.
@@ -47,6 +59,22 @@ func curveEvents() int {
 		return v
 	}
 	return 5_000_000
+}
+
+// curveWindowEvents is the widest window a rate is measured in.
+const curveWindowEvents = 400_000
+
+// curveWindow is where the rate at mark is measured: [lo, hi), centred on mark, at most
+// curveWindowEvents wide and no wider than mark.
+type curveWindow struct{ mark, lo, hi int }
+
+func curveWindows(marks []int) []curveWindow {
+	var ws []curveWindow
+	for _, m := range marks {
+		w := min(curveWindowEvents, m)
+		ws = append(ws, curveWindow{mark: m, lo: m - w/2, hi: m + w/2})
+	}
+	return ws
 }
 
 // progress samples a consumer's counter and resident memory while it works.
@@ -137,34 +165,67 @@ func (pr *progress) rate(from, to float64) float64 {
 	return (to - from) / c.Sub(a).Seconds()
 }
 
-// peakAt is the process's peak RSS (VmHWM) when the counter reached n.
-func (pr *progress) peakAt(n float64) int64 {
+// peak is the process's peak RSS (VmHWM) at its last sample.
+func (pr *progress) peak() int64 {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	var peak int64
 	for _, s := range pr.samples {
 		peak = max(peak, s.peak)
-		if s.n >= n {
-			break
-		}
 	}
 	return peak
 }
 
 // curve is one consumer's measured cost curve.
 type curve struct {
-	name  string
-	marks []int
-	rates []float64 // events/s at each mark
-	peaks []int64   // peak RSS (bytes) at each mark
-	cpu   float64
+	name    string
+	windows []curveWindow
+	rates   []float64 // events/s in each window
+	peaks   []int64   // peak RSS (bytes) of every process up to each window's end
+	cpu     float64   // CPU seconds of every process
+	total   int       // events worked off
 }
 
-func readCurve(name string, pr *progress, marks []int, cpu float64) curve {
-	c := curve{name: name, marks: marks, cpu: cpu}
-	for _, m := range marks {
-		c.rates = append(c.rates, pr.rate(float64(m)/2, float64(m)))
-		c.peaks = append(c.peaks, pr.peakAt(float64(m)))
+// curveRun is what a cost curve needs of one consumer: publish the next n events of its
+// stream, start a consumer process in the curve's group, bring the servers to the same
+// state before a window.
+type curveRun struct {
+	publish func(n int)
+	start   func() *consumerProc
+	settle  func()
+	metric  string // the counter of events the consumer worked off
+}
+
+// measureCurve works the stream off in fill phases and measured windows, as the comment at
+// the top of this file says.
+func measureCurve(b testing.TB, name string, marks []int, run curveRun) curve {
+	b.Helper()
+	c := curve{name: name, windows: curveWindows(marks)}
+	var peak int64
+	// phase runs n events through a fresh consumer process, returning its progress
+	phase := func(n int, measured bool) *progress {
+		run.publish(n)
+		if measured {
+			run.settle()
+		}
+		p := run.start()
+		pr := watchProgress(b, p, run.metric)
+		p.waitMetric(run.metric, float64(n), 30*time.Minute)
+		pr.finish()
+		c.cpu += infra.ProcessCPU(b, p.cmd.Process.Pid)
+		p.stop()
+		peak = max(peak, pr.peak())
+		c.total += n
+		return pr
+	}
+	for _, w := range c.windows {
+		if fill := w.lo - c.total; fill > 0 {
+			phase(fill, false)
+		}
+		n := w.hi - w.lo
+		pr := phase(n, true)
+		c.rates = append(c.rates, pr.rate(float64(n)/10, float64(n)))
+		c.peaks = append(c.peaks, peak)
 	}
 	return c
 }
@@ -182,16 +243,25 @@ func (c curve) peakMiB() float64 { return float64(slices.Max(c.peaks)) / (1 << 2
 
 func (c curve) print() {
 	fmt.Printf("  %s:\n", c.name)
-	for i, m := range c.marks {
-		fmt.Printf("    at %-4s %8.0f events/s   peak RSS %4.0f MiB\n", humanCount(m), c.rates[i], float64(c.peaks[i])/(1<<20))
+	for i, w := range c.windows {
+		fmt.Printf("    at %-4s %8.0f events/s  (events %s to %s)   peak RSS %4.0f MiB\n",
+			humanCount(w.mark), c.rates[i], humanCount(w.lo), humanCount(w.hi), float64(c.peaks[i])/(1<<20))
 	}
-	fmt.Printf("    lowest/highest rate %.2f (goal >= 0.85); CPU %.1f s per million events\n", c.flatness(), c.cpu/float64(c.marks[len(c.marks)-1])*1e6)
+	fmt.Printf("    lowest/highest rate %.2f (goal >= 0.85); CPU %.1f s per million events\n", c.flatness(), c.cpu/float64(c.total)*1e6)
+}
+
+func (c curve) marks() []int {
+	var m []int
+	for _, w := range c.windows {
+		m = append(m, w.mark)
+	}
+	return m
 }
 
 func (c curve) rows(work string) []infra.BenchRow {
 	lo, hi := slices.Min(c.rates), slices.Max(c.rates)
 	return []infra.BenchRow{
-		{Work: work + ": events/s, lowest vs highest of " + marksText(c.marks), Ours: lo, Other: hi, OtherName: "highest", Unit: "/s",
+		{Work: work + ": events/s, lowest vs highest of " + marksText(c.marks()), Ours: lo, Other: hi, OtherName: "highest", Unit: "/s",
 			Goal: "ratio >= 0.85", Met: c.flatness() >= 0.85},
 		{Work: work + ": consumer peak RSS", Ours: c.peakMiB(), Unit: "MiB", Goal: "< 150 MiB", Met: c.peakMiB() < 150},
 	}
@@ -205,83 +275,116 @@ func marksText(marks []int) string {
 	return strings.Join(s, "/")
 }
 
+// settlePostgres brings Postgres and the kernel to the state every window starts from:
+// a checkpoint done, the dirty pages written out.
+func settlePostgres(b testing.TB, s *setup) {
+	b.Helper()
+	if _, err := s.pool.Exec(context.Background(), "CHECKPOINT"); err != nil {
+		b.Fatalf("checkpoint: %v", err)
+	}
+	syscall.Sync()
+}
+
 // BenchmarkAuditCostCurve is the audit consumer's cost curve, measured twice: with
 // time-ordered event ids (UUIDv7, as `atlas produce` and every Atlas service make them)
 // and with random ones (UUIDv4, which the contract allows), whose inserts land all over
 // the primary key's index instead of at its right edge. It runs once whatever b.N is.
 func BenchmarkAuditCostCurve(b *testing.B) {
-	total := curveEvents()
-	marks := curveMarks(total)
+	marks := curveMarks(curveEvents())
 	var curves []curve
 	for _, ids := range []struct {
 		name string
 		v4   bool
 	}{{"UUIDv7 event ids", false}, {"UUIDv4 event ids", true}} {
+		if only := os.Getenv("ATLAS_BENCH_CURVE_IDS"); only != "" && (only == "v4") != ids.v4 {
+			continue // a developer's shortcut: one of the two curves
+		}
 		s := newSetup(b, 6)
-		start := time.Now()
-		produceGeneratedWith(b, s, 41, total, func(e *event.Envelope) {
-			if ids.v4 {
-				e.EventID = uuid.New()
-			}
+		group := infra.NewGroup(b)
+		p, gen := newAsyncProducer(b, s.topic), eventgen.New(41)
+		phase := 0
+		cv := measureCurve(b, "audit, "+ids.name, marks, curveRun{
+			publish: func(n int) {
+				for range n {
+					env, err := gen.Next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if ids.v4 {
+						env.EventID = uuid.New()
+					}
+					p.produce(b, env)
+				}
+				p.flush(b)
+			},
+			start: func() *consumerProc {
+				phase++
+				c := s.startConsumer(b, fmt.Sprintf("audit-%d", phase), group)
+				if dir := os.Getenv("ATLAS_BENCH_KEEP_LOGS"); dir != "" {
+					b.Cleanup(func() {
+						raw, _ := os.ReadFile(c.logs)
+						_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("audit-v4-%t-%d.log", ids.v4, phase)), raw, 0o644)
+					})
+				}
+				return c
+			},
+			settle: func() { settlePostgres(b, s) },
+			metric: "atlas_consumer_events_inserted_total",
 		})
-		b.Logf("%s: produced %d events in %s", ids.name, total, time.Since(start).Round(time.Millisecond))
-		c := s.startConsumer(b, "audit", infra.NewGroup(b))
-		pr := watchProgress(b, c, "atlas_consumer_events_inserted_total")
-		c.waitMetric("atlas_consumer_events_inserted_total", float64(total), 30*time.Minute)
-		pr.finish()
-		cv := readCurve("audit, "+ids.name, pr, marks, infra.ProcessCPU(b, c.cmd.Process.Pid))
-		c.stop()
-		if dir := os.Getenv("ATLAS_BENCH_KEEP_LOGS"); dir != "" {
-			raw, _ := os.ReadFile(c.logs)
-			_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("audit-v4-%t.log", ids.v4)), raw, 0o644)
+		if got := s.rowCount(b); got != cv.total {
+			b.Fatalf("audit_events has %d rows, want %d", got, cv.total)
 		}
-		if got := s.rowCount(b); got != total {
-			b.Fatalf("audit_events has %d rows, want %d", got, total)
-		}
-		var table, index, buffers string
+		var table, index string
 		if err := s.pool.QueryRow(context.Background(), `SELECT pg_size_pretty(pg_table_size('audit_events')),
-			pg_size_pretty(pg_indexes_size('audit_events')), current_setting('shared_buffers')`).Scan(&table, &index, &buffers); err != nil {
+			pg_size_pretty(pg_indexes_size('audit_events'))`).Scan(&table, &index); err != nil {
 			b.Fatal(err)
 		}
-		cv.name += fmt.Sprintf(" (table %s, indexes %s, shared_buffers %s)", table, index, buffers)
+		cv.name += fmt.Sprintf(" (%s events: table %s, indexes %s)", humanCount(cv.total), table, index)
 		curves = append(curves, cv)
 	}
-	fmt.Printf("\naudit consumer cost curve, %s events, default flags (one run each, same machine; Postgres %s):\n", humanCount(total), infra.PostgresDurability(b))
+	fmt.Printf("\naudit consumer cost curve, default flags (one run each, same machine; Postgres %s):\n", infra.PostgresSettings(b))
 	var rows []infra.BenchRow
 	for _, cv := range curves {
 		cv.print()
 		rows = append(rows, cv.rows("audit curve, "+strings.SplitN(strings.TrimPrefix(cv.name, "audit, "), " (", 2)[0])...)
 	}
-	v7, v4 := curves[0], curves[1]
-	last := len(marks) - 1
-	fmt.Printf("  at %s, random ids / time-ordered ids = %.2f\n\n", humanCount(marks[last]), v4.rates[last]/v7.rates[last])
-	rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("audit curve at %s: UUIDv4 vs UUIDv7 ids", humanCount(marks[last])),
-		Ours: v4.rates[last], Other: v7.rates[last], OtherName: "UUIDv7", Unit: "/s"})
+	if len(curves) == 2 {
+		v7, v4 := curves[0], curves[1]
+		last := len(marks) - 1
+		fmt.Printf("  at %s, random ids / time-ordered ids = %.2f\n\n", humanCount(marks[last]), v4.rates[last]/v7.rates[last])
+		rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("audit curve at %s: UUIDv4 vs UUIDv7 ids", humanCount(marks[last])),
+			Ours: v4.rates[last], Other: v7.rates[last], OtherName: "UUIDv7", Unit: "/s"})
+	}
 	infra.ReportBench(b, rows...)
 }
 
 // BenchmarkIndexerCostCurve is the indexer's cost curve: item events (creates, updates,
 // deletes) of a growing set of items, the index growing with them. Runs once.
 func BenchmarkIndexerCostCurve(b *testing.B) {
-	total := curveEvents()
-	marks := curveMarks(total)
+	marks := curveMarks(curveEvents())
+	warmUpSearch(b)
 	s := newIndexSetup(b, 6)
-	start := time.Now()
-	produceItemStream(b, s, 43, total)
-	b.Logf("applied and published %d item events in %s", total, time.Since(start).Round(time.Millisecond))
-
-	c := s.startIndexer(b, "indexer", infra.NewGroup(b))
-	pr := watchProgress(b, c, "atlas_consumer_records_consumed_total")
-	c.waitMetric("atlas_consumer_records_consumed_total", float64(total), 60*time.Minute)
-	pr.finish()
-	cv := readCurve("indexer", pr, marks, infra.ProcessCPU(b, c.cmd.Process.Pid))
-	c.stop()
+	group := infra.NewGroup(b)
+	items := newItemStream(b, s, 43)
+	phase := 0
+	cv := measureCurve(b, "indexer", marks, curveRun{
+		publish: items.publish,
+		start: func() *consumerProc {
+			phase++
+			return s.startIndexer(b, fmt.Sprintf("indexer-%d", phase), group)
+		},
+		settle: func() {
+			s.engine.Flush(b, s.alias)
+			settlePostgres(b, s.setup)
+		},
+		metric: "atlas_consumer_records_consumed_total",
+	})
 	docs, live := infra.CountDocuments(b, s.alias), liveItems(b, s)
 	if docs != live {
 		b.Fatalf("the index holds %d documents, the table %d live items", docs, live)
 	}
-	cv.name += fmt.Sprintf(" (%d documents in the index at the end)", docs)
-	fmt.Printf("\nindexer cost curve, %s item events, default flags (one run, same machine; Postgres %s):\n", humanCount(total), infra.PostgresDurability(b))
+	cv.name += fmt.Sprintf(" (%s item events: %d documents in the index at the end)", humanCount(cv.total), docs)
+	fmt.Printf("\nindexer cost curve, default flags (one run, same machine; Postgres %s):\n", infra.PostgresSettings(b))
 	cv.print()
 	fmt.Println()
 	infra.ReportBench(b, cv.rows("indexer curve")...)
@@ -304,26 +407,51 @@ func produceGeneratedWith(b testing.TB, s *setup, seed uint64, n int, edit func(
 	p.flush(b)
 }
 
-// produceItemStream applies n item events to the items table, as the Atlas API does before
-// publishing, and publishes them, in slices, without holding them all in memory. One
-// deleted item in four is hard-deleted.
-func produceItemStream(b testing.TB, s *indexSetup, seed uint64, n int) {
+// warmUpSearch has the search server index 200,000 item events into a throw-away index
+// first. Its JVM compiles its hot paths in the first hundred thousand documents it is sent:
+// on a server just started, the indexer's rate at 100k read 11,013 events/s, on one that
+// had indexed before 20,583, while the rate at 1M was the same (15,584 and 15,400). A
+// server in production has long compiled them; the curve measures the index's size.
+func warmUpSearch(b testing.TB) {
 	b.Helper()
-	p := newAsyncProducer(b, s.topic)
-	gen := eventgen.New(seed)
+	const n = 200_000
+	s := newIndexSetup(b, 6)
+	newItemStream(b, s, 44).publish(n)
+	c := s.startIndexer(b, "indexer-warm-up", infra.NewGroup(b))
+	c.waitMetric("atlas_consumer_records_consumed_total", n, 10*time.Minute)
+	c.stop()
+}
+
+// itemStream applies item events to the items table, as the Atlas API does before
+// publishing, and publishes them, in slices, without holding them all in memory. One
+// deleted item in four is hard-deleted. Each publish continues the same stream.
+type itemStream struct {
+	b   testing.TB
+	s   *indexSetup
+	p   *asyncProducer
+	gen *eventgen.Generator
+}
+
+func newItemStream(b testing.TB, s *indexSetup, seed uint64) *itemStream {
+	return &itemStream{b: b, s: s, p: newAsyncProducer(b, s.topic), gen: eventgen.New(seed)}
+}
+
+func (st *itemStream) publish(n int) {
+	b := st.b
+	b.Helper()
 	ctx := context.Background()
 	slice := make([]*event.Envelope, 0, 20_000)
 	flush := func() {
-		if err := itemwriter.Apply(ctx, s.pool, slice, func(id uuid.UUID) bool { return id[0]%4 == 0 }); err != nil {
+		if err := itemwriter.Apply(ctx, st.s.pool, slice, func(id uuid.UUID) bool { return id[0]%4 == 0 }); err != nil {
 			b.Fatal(err)
 		}
 		for _, e := range slice {
-			p.produce(b, e)
+			st.p.produce(b, e)
 		}
 		slice = slice[:0]
 	}
 	for published := 0; published < n; {
-		env, err := gen.Next()
+		env, err := st.gen.Next()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -337,7 +465,7 @@ func produceItemStream(b testing.TB, s *indexSetup, seed uint64, n int) {
 		}
 	}
 	flush()
-	p.flush(b)
+	st.p.flush(b)
 }
 
 // asyncProducer publishes envelopes without waiting for each, keeping the first error.

@@ -106,7 +106,7 @@ func BenchmarkIndexer200k(b *testing.B) {
 	b.ReportMetric(docsRate/refRate, "x_reference")
 	b.ReportMetric(eventsRate/naiveRate, "x_naive")
 	b.ReportMetric(float64(rss)/(1<<20), "peak_rss_MiB")
-	fmt.Printf("\nindexer benchmark, %d item events (one run, same machine; Postgres %s):\n", len(stream), infra.PostgresDurability(b))
+	fmt.Printf("\nindexer benchmark, %d item events (one run, same machine; Postgres %s):\n", len(stream), infra.PostgresSettings(b))
 	fmt.Printf("  ours: %8.0f events/s, %8.0f document operations/s (%0.f writes + %0.f deletes in %s)\n", eventsRate, docsRate, indexed, deleted, ours.Round(time.Millisecond))
 	fmt.Printf("  reference, bulk-loading the %d final documents directly: %8.0f docs/s (mean of %s before ours and %s after)\n",
 		refDocs, refRate, refBefore.Round(time.Millisecond), refAfter.Round(time.Millisecond))

@@ -81,9 +81,10 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
-// PostgresDurability reports the test server's durability settings, as the benchmarks print
-// them ("fsync=on synchronous_commit=on full_page_writes=on" is PostgreSQL's default).
-func PostgresDurability(t testing.TB) string {
+// PostgresSettings reports the test server's durability settings and sizing, as the
+// benchmarks print them ("fsync=on synchronous_commit=on full_page_writes=on" is
+// PostgreSQL's default durability).
+func PostgresSettings(t testing.TB) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -93,7 +94,8 @@ func PostgresDurability(t testing.TB) string {
 	}
 	defer conn.Close(ctx)
 	var out []string
-	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes"} {
+	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes",
+		"shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression"} {
 		var v string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
 			t.Fatalf("SHOW %s: %v", name, err)

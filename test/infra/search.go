@@ -240,3 +240,20 @@ func NewIndexName(t testing.TB) string { t.Helper(); return DefaultSearch.NewInd
 // DeleteIndexAfter deletes the index of the default search server, if it exists, when
 // the test ends.
 func DeleteIndexAfter(t testing.TB, name string) { t.Helper(); DefaultSearch.DeleteIndexAfter(t, name) }
+
+// Flush commits the index's segments to disk (the search server's flush), so the writes
+// before it are not written out during what follows.
+func (e SearchEngine) Flush(t testing.TB, index string) {
+	t.Helper()
+	es := e.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := es.Indices.Flush(es.Indices.Flush.WithContext(ctx), es.Indices.Flush.WithIndex(index))
+	if err != nil {
+		t.Fatalf("flush index %s: %v", index, err)
+	}
+	defer resp.Body.Close()
+	if resp.IsError() {
+		t.Fatalf("flush index %s: %s", index, resp.Status())
+	}
+}
