@@ -99,8 +99,10 @@ func TestIndexerDrainsBurstsWithinItsTargetDrainTime(t *testing.T) {
 		// The second burst: one and a quarter target drain times of one pod's measured rate,
 		// so one pod cannot drain it in time and the operator must scale on the rate (no
 		// more: the node's two cores are shared by every pod and the servers, so two pods
-		// drain about 1.5 times what one does, and pods beyond a few add little).
-		events = min(max(int(*ac.Status.Drain.PodRate*int64(target.Seconds())*5/4), 10_000), 60_000)
+		// drain about 1.5 times what one does, and pods beyond a few add little). Not capped
+		// below that: a pod measured at 1,867/s in CI drained a burst capped at 60,000 alone
+		// within the target, rightly without a scale-up.
+		events = min(max(int(*ac.Status.Drain.PodRate*int64(target.Seconds())*5/4), 10_000), 250_000)
 		startUp = max(startUp, b.startUp)
 		eventually(t, window+2*time.Minute, "back at one pod after the window", func() error {
 			ac := s.consumer(t, "indexer")
