@@ -61,6 +61,7 @@ func TestIndexerDrainsBurstsWithinItsTargetDrainTime(t *testing.T) {
 	s.waitRunning(t, "indexer", 1, 2*time.Minute)
 
 	events, startUp := 40_000, time.Duration(0)
+	var rate float64 // one pod's rate measured after the first burst, which sizes the second
 	for i := range 2 {
 		first := i == 0
 		start := time.Now()
@@ -94,15 +95,20 @@ func TestIndexerDrainsBurstsWithinItsTargetDrainTime(t *testing.T) {
 			t.Fatalf("after burst %d, status.drain has no pod rate: %+v", i+1, ac.Status.Drain)
 		}
 		if !first && b.peak < 2 {
-			errorf("second burst: %d events, one and a quarter target drain times of one pod's measured rate, and no scale-up", events)
+			if oneAlone := rate * target.Seconds(); float64(events) > oneAlone {
+				errorf("second burst: %d events, more than one pod drains in the target at its measured rate (%.0f), and no scale-up", events, oneAlone)
+			} else {
+				logf("second burst: %d events (capped), which one pod at its measured rate drains within the target: no scale-up needed", events)
+			}
 		}
 		// The second burst: one and a quarter target drain times of one pod's measured rate,
 		// so one pod cannot drain it in time and the operator must scale on the rate (no
 		// more: the node's two cores are shared by every pod and the servers, so two pods
 		// drain about 1.5 times what one does, and pods beyond a few add little). Not capped
 		// below that: a pod measured at 1,867/s in CI drained a burst capped at 60,000 alone
-		// within the target, rightly without a scale-up.
-		events = min(max(int(*ac.Status.Drain.PodRate*int64(target.Seconds())*5/4), 10_000), 250_000)
+		// within the target, rightly without a scale-up. At most 150,000 (published in about 12 s).
+		rate = float64(*ac.Status.Drain.PodRate)
+		events = min(max(int(*ac.Status.Drain.PodRate*int64(target.Seconds())*5/4), 10_000), 150_000)
 		startUp = max(startUp, b.startUp)
 		eventually(t, window+2*time.Minute, "back at one pod after the window", func() error {
 			ac := s.consumer(t, "indexer")
