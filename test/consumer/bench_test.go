@@ -127,7 +127,7 @@ func humanCount(n int) string {
 // produceGenerated publishes n synthetic events without holding them all in memory.
 func produceGenerated(b testing.TB, s *setup, seed uint64, n int) {
 	b.Helper()
-	produceGeneratedWith(b, s, seed, n, func(*event.Envelope) {})
+	newGeneratedStream(b, s, seed, func(*event.Envelope) {}).publish(n)
 }
 
 // peakRSS reads the consumer's peak resident set size (VmHWM) in bytes.

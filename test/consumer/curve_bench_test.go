@@ -301,22 +301,14 @@ func BenchmarkAuditCostCurve(b *testing.B) {
 		}
 		s := newSetup(b, 6)
 		group := infra.NewGroup(b)
-		p, gen := newAsyncProducer(b, s.topic), eventgen.New(41)
+		events := newGeneratedStream(b, s, 41, func(e *event.Envelope) {
+			if ids.v4 {
+				e.EventID = uuid.New()
+			}
+		})
 		phase := 0
 		cv := measureCurve(b, "audit, "+ids.name, marks, curveRun{
-			publish: func(n int) {
-				for range n {
-					env, err := gen.Next()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if ids.v4 {
-						env.EventID = uuid.New()
-					}
-					p.produce(b, env)
-				}
-				p.flush(b)
-			},
+			publish: events.publish,
 			start: func() *consumerProc {
 				phase++
 				c := s.startConsumer(b, fmt.Sprintf("audit-%d", phase), group)
@@ -390,21 +382,30 @@ func BenchmarkIndexerCostCurve(b *testing.B) {
 	infra.ReportBench(b, cv.rows("indexer curve")...)
 }
 
-// produceGeneratedWith publishes n synthetic events, each passed through edit first,
-// without holding them all in memory.
-func produceGeneratedWith(b testing.TB, s *setup, seed uint64, n int, edit func(*event.Envelope)) {
-	b.Helper()
-	p := newAsyncProducer(b, s.topic)
-	gen := eventgen.New(seed)
-	for i := 0; i < n; i++ {
-		env, err := gen.Next()
+// generatedStream publishes synthetic events, each passed through edit first, without
+// holding them all in memory. Each publish continues the same stream.
+type generatedStream struct {
+	b    testing.TB
+	p    *asyncProducer
+	gen  *eventgen.Generator
+	edit func(*event.Envelope)
+}
+
+func newGeneratedStream(b testing.TB, s *setup, seed uint64, edit func(*event.Envelope)) *generatedStream {
+	return &generatedStream{b: b, p: newAsyncProducer(b, s.topic), gen: eventgen.New(seed), edit: edit}
+}
+
+func (st *generatedStream) publish(n int) {
+	st.b.Helper()
+	for range n {
+		env, err := st.gen.Next()
 		if err != nil {
-			b.Fatal(err)
+			st.b.Fatal(err)
 		}
-		edit(env)
-		p.produce(b, env)
+		st.edit(env)
+		st.p.produce(st.b, env)
 	}
-	p.flush(b)
+	st.p.flush(st.b)
 }
 
 // warmUpSearch has the search server index 200,000 item events into a throw-away index
