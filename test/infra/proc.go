@@ -57,3 +57,65 @@ func ReadProcessMemory(pid int) (rss, peak int64, err error) {
 	}
 	return rss, peak, nil
 }
+
+// FindProcess returns the pid of the one running process whose command line holds every
+// one of parts (a server the test started through a library that does not give its pid).
+func FindProcess(t testing.TB, parts ...string) int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatalf("list processes: %v", err)
+	}
+	var found []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue // gone since the listing
+		}
+		cmdline := strings.ReplaceAll(string(raw), "\x00", " ")
+		if allIn(cmdline, parts) {
+			found = append(found, pid)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want one process whose command line holds %q, found %d: %v", parts, len(found), found)
+	}
+	return found[0]
+}
+
+func allIn(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// MachineCPU reads the seconds all of the machine's CPUs have spent busy and in total
+// since boot (from /proc/stat): the difference of two readings says how busy it was.
+func MachineCPU(t testing.TB) (busy, total float64) {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatalf("read the machine's CPU use: %v", err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 9 || f[0] != "cpu" {
+		t.Fatalf("unexpected first line of /proc/stat: %q", line)
+	}
+	var idle float64
+	for i, v := range f[1:9] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return (total - idle) / 100, total / 100
+}

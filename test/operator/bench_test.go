@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -51,11 +52,13 @@ func BenchmarkOperatorCostCurve(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) { curve = append(curve, operatorAt(b, n)) })
 	}
 	fmt.Printf("\noperator cost curve (one run, same machine; kube-api-qps %s, max-concurrent-reconciles %s):\n", benchQPS(), benchConcurrency())
-	fmt.Printf("  %6s %12s %12s %12s %14s %10s %10s %12s %12s\n", "count", "p50", "p99", "reconciles/s", "writes/consumer", "RSS MiB", "CPU s", "idle writes", "settled in")
+	fmt.Printf("  %6s %12s %12s %12s %14s %10s %10s %12s %12s %16s %12s %12s\n", "count", "p50", "p99", "reconciles/s", "writes/consumer", "RSS MiB", "CPU s", "idle writes", "settled in",
+		"API server CPU s", "its cores", "machine busy")
 	var rows []infra.BenchRow
 	for _, r := range curve {
-		fmt.Printf("  %6d %12s %12s %12.1f %14.1f %10.0f %10.1f %12.0f %12s\n", r.count, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
-			r.reconcilesPerSec, r.writesPerConsumer, float64(r.rss)/(1<<20), r.cpu, r.idleWrites, r.settled.Round(time.Millisecond))
+		fmt.Printf("  %6d %12s %12s %12.1f %14.1f %10.0f %10.1f %12.0f %12s %16.1f %12.2f %11.0f%%\n", r.count, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond),
+			r.reconcilesPerSec, r.writesPerConsumer, float64(r.rss)/(1<<20), r.cpu, r.idleWrites, r.settled.Round(time.Millisecond),
+			r.apiCPU, r.apiCPU/r.settled.Seconds(), 100*r.machineBusy)
 		work := fmt.Sprintf("operator, %d AtlasConsumers", r.count)
 		p99 := infra.BenchRow{Work: work + ": create->Deployment p99", Ours: r.p99.Seconds(), Unit: "s"}
 		if r.count == 500 {
@@ -84,6 +87,27 @@ type operatorRun struct {
 	reconcilesPerSec, writesPerConsumer float64
 	rss                                 int64
 	cpu, idleWrites                     float64
+	// apiCPU and etcdCPU are the CPU seconds the control plane spent from the first
+	// create until every status was written.
+	apiCPU, etcdCPU float64
+	// machineBusy is the share of all CPUs busy over that time (anything's work).
+	machineBusy float64
+}
+
+// controlPlanePIDs finds env's kube-apiserver and etcd processes (envtest does not give
+// their pids), to measure what the API server spends on the operator's work.
+func controlPlanePIDs(b *testing.B, env *kube.Env) (apiServer, etcd int) {
+	b.Helper()
+	host, err := url.Parse(env.Config.Host)
+	if err != nil {
+		b.Fatalf("API server address %q: %v", env.Config.Host, err)
+	}
+	etcdURL := env.Env.ControlPlane.Etcd.URL
+	if etcdURL == nil {
+		b.Fatal("envtest did not say where its etcd listens")
+	}
+	return infra.FindProcess(b, "kube-apiserver", "--secure-port="+host.Port()),
+		infra.FindProcess(b, "etcd", "--listen-client-urls="+etcdURL.String())
 }
 
 func benchQPS() string         { return cmp.Or(os.Getenv("ATLAS_BENCH_KUBE_API_QPS"), "(default)") }
@@ -141,6 +165,9 @@ func operatorAt(b *testing.B, count int) operatorRun {
 	}()
 
 	before := scrape(b, metricsAddr)
+	apiServer, etcd := controlPlanePIDs(b, env)
+	apiBefore, etcdBefore := infra.ProcessCPU(b, apiServer), infra.ProcessCPU(b, etcd)
+	busyBefore, totalBefore := infra.MachineCPU(b)
 	creator := benchClient(b, env)
 	// The benchmark timer is left running over the whole size (the API server's start and the
 	// quiet 30 s included): a size measured in under a second would otherwise be run again,
@@ -180,6 +207,9 @@ func operatorAt(b *testing.B, count int) operatorRun {
 	// Settled: every AtlasConsumer has a status for its generation.
 	settled := waitSettled(b, creator, ns, count, start)
 	after := scrape(b, metricsAddr)
+	apiCPU, etcdCPU := infra.ProcessCPU(b, apiServer)-apiBefore, infra.ProcessCPU(b, etcd)-etcdBefore
+	busyAfter, totalAfter := infra.MachineCPU(b)
+	machineBusy := (busyAfter - busyBefore) / (totalAfter - totalBefore)
 
 	var latencies []time.Duration
 	mu.Lock()
@@ -215,11 +245,13 @@ func operatorAt(b *testing.B, count int) operatorRun {
 	b.ReportMetric(float64(peak)/(1<<20), "manager-peak-rss-MiB")
 	b.ReportMetric(idleWrites, "idle-writes")
 	fmt.Printf("operator: %d AtlasConsumers created in %s: all Deployments after %s, all statuses after %s; create->Deployment p50 %s p99 %s; "+
-		"%.0f reconciles (%.1f/s), %.1f write requests per consumer; manager RSS %.0f MiB (peak %.0f MiB), %.1f CPU s; %.0f writes in a quiet 30 s\n",
+		"%.0f reconciles (%.1f/s), %.1f write requests per consumer; manager RSS %.0f MiB (peak %.0f MiB), %.1f CPU s; "+
+		"API server %.1f CPU s (%.1f ms per consumer, %.2f cores until settled), etcd %.1f CPU s, machine %.0f%% busy; %.0f writes in a quiet 30 s\n",
 		count, createdIn.Round(time.Millisecond), deployments.Round(time.Millisecond), settled.Round(time.Millisecond), p50.Round(time.Millisecond), p99.Round(time.Millisecond),
-		reconciles, reconciles/settled.Seconds(), writes/float64(count), float64(rss)/(1<<20), float64(peak)/(1<<20), cpu, idleWrites)
+		reconciles, reconciles/settled.Seconds(), writes/float64(count), float64(rss)/(1<<20), float64(peak)/(1<<20), cpu,
+		apiCPU, apiCPU*1000/float64(count), apiCPU/settled.Seconds(), etcdCPU, 100*machineBusy, idleWrites)
 	return operatorRun{count: count, p50: p50, p99: p99, settled: settled, reconcilesPerSec: reconciles / settled.Seconds(),
-		writesPerConsumer: writes / float64(count), rss: rss, cpu: cpu, idleWrites: idleWrites}
+		writesPerConsumer: writes / float64(count), rss: rss, cpu: cpu, idleWrites: idleWrites, apiCPU: apiCPU, etcdCPU: etcdCPU, machineBusy: machineBusy}
 }
 
 // benchClient is a client without client-side rate limiting, so creating the 500 is
