@@ -29,12 +29,14 @@ const KindUnstorable = "unstorable"
 // insertSQL inserts a whole batch from column arrays: one statement, fourteen
 // parameters whatever the batch size (a multi-row VALUES list would hit Postgres's
 // 65,535 bind-parameter limit). A duplicate event_id, already stored or repeated in the
-// batch, is skipped by the unique key.
+// batch, is skipped by the unique key. The conflict names no columns, so the key may be
+// the migrations' (event_id) or, on a table a DBA partitioned by time, (event_id,
+// occurred_at): a redelivered event is the same envelope, so it hits either.
 const insertSQL = `INSERT INTO audit_events (event_id, event_type, version, occurred_at, actor_user_id, trace_id,
 	entity_type, entity_id, collection_id, data, envelope, kafka_topic, kafka_partition, kafka_offset)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::uuid[], $6::text[],
 	$7::text[], $8::uuid[], $9::uuid[], $10::jsonb[], $11::bytea[], $12::text[], $13::int[], $14::bigint[])
-ON CONFLICT (event_id) DO NOTHING`
+ON CONFLICT DO NOTHING`
 
 // columnNames are the columns both write paths fill, in order.
 var columnNames = []string{"event_id", "event_type", "version", "occurred_at", "actor_user_id", "trace_id",
@@ -45,7 +47,7 @@ var columnNames = []string{"event_id", "event_type", "version", "occurred_at", "
 // It has two write paths. The fast one is COPY straight into audit_events: the
 // physical limit of Postgres, but all-or-nothing, so one already-audited event_id makes
 // it fail. The tolerant one is a single INSERT ... SELECT FROM unnest(...) ON CONFLICT
-// (event_id) DO NOTHING. A batch goes the fast way unless the previous batch met
+// DO NOTHING. A batch goes the fast way unless the previous batch met
 // duplicates (a redelivery or a replay is under way); a fast attempt that meets a
 // duplicate is redone the tolerant way.
 type Sink struct {

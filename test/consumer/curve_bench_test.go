@@ -181,6 +181,7 @@ type curve struct {
 	name    string
 	windows []curveWindow
 	rates   []float64 // events/s in each window
+	notes   []string  // what the servers did in each window (curveRun.observe)
 	peaks   []int64   // peak RSS (bytes) of every process up to each window's end
 	cpu     float64   // CPU seconds of every process
 	total   int       // events worked off
@@ -194,6 +195,9 @@ type curveRun struct {
 	start   func() *consumerProc
 	settle  func()
 	metric  string // the counter of events the consumer worked off
+	// observe, when set, is called before a measured window; what it returns is called
+	// after the window with the events worked off and says what the servers did for them.
+	observe func() func(events int) string
 }
 
 // measureCurve works the stream off in fill phases and measured windows, as the comment at
@@ -203,10 +207,15 @@ func measureCurve(b testing.TB, name string, marks []int, run curveRun) curve {
 	c := curve{name: name, windows: curveWindows(marks)}
 	var peak int64
 	// phase runs n events through a fresh consumer process, returning its progress
+	var note string
 	phase := func(n int, measured bool) *progress {
 		run.publish(n)
+		var observed func(int) string
 		if measured {
 			run.settle()
+			if run.observe != nil {
+				observed = run.observe()
+			}
 		}
 		p := run.start()
 		pr := watchProgress(b, p, run.metric)
@@ -214,6 +223,9 @@ func measureCurve(b testing.TB, name string, marks []int, run curveRun) curve {
 		pr.finish()
 		c.cpu += infra.ProcessCPU(b, p.cmd.Process.Pid)
 		p.stop()
+		if observed != nil {
+			note = observed(n)
+		}
 		peak = max(peak, pr.peak())
 		c.total += n
 		return pr
@@ -226,6 +238,7 @@ func measureCurve(b testing.TB, name string, marks []int, run curveRun) curve {
 		pr := phase(n, true)
 		c.rates = append(c.rates, pr.rate(float64(n)/10, float64(n)))
 		c.peaks = append(c.peaks, peak)
+		c.notes = append(c.notes, note)
 	}
 	return c
 }
@@ -244,8 +257,8 @@ func (c curve) peakMiB() float64 { return float64(slices.Max(c.peaks)) / (1 << 2
 func (c curve) print() {
 	fmt.Printf("  %s:\n", c.name)
 	for i, w := range c.windows {
-		fmt.Printf("    at %-4s %8.0f events/s  (events %s to %s)   peak RSS %4.0f MiB\n",
-			humanCount(w.mark), c.rates[i], humanCount(w.lo), humanCount(w.hi), float64(c.peaks[i])/(1<<20))
+		fmt.Printf("    at %-4s %8.0f events/s  (events %s to %s)   peak RSS %4.0f MiB   %s\n",
+			humanCount(w.mark), c.rates[i], humanCount(w.lo), humanCount(w.hi), float64(c.peaks[i])/(1<<20), c.notes[i])
 	}
 	fmt.Printf("    lowest/highest rate %.2f (goal >= 0.85); CPU %.1f s per million events\n", c.flatness(), c.cpu/float64(c.total)*1e6)
 }
@@ -285,29 +298,78 @@ func settlePostgres(b testing.TB, s *setup) {
 	syscall.Sync()
 }
 
-// BenchmarkAuditCostCurve is the audit consumer's cost curve, measured twice: with
-// time-ordered event ids (UUIDv7, as `atlas produce` and every Atlas service make them)
-// and with random ones (UUIDv4, which the contract allows), whose inserts land all over
-// the primary key's index instead of at its right edge. It runs once whatever b.N is.
+// walStats is Postgres's count of WAL records, full-page images and bytes so far.
+type walStats struct{ records, fpi, bytes float64 }
+
+func readWAL(b testing.TB, s *setup) walStats {
+	b.Helper()
+	var w walStats
+	if err := s.pool.QueryRow(context.Background(), "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal").Scan(&w.records, &w.fpi, &w.bytes); err != nil {
+		b.Fatalf("read pg_stat_wal: %v", err)
+	}
+	return w
+}
+
+// observeWAL says, per event of a window, how much WAL Postgres wrote and how many of its
+// records were full-page images: the first change of a page after a checkpoint logs the
+// whole page (full_page_writes), so an insert that lands on a page no insert of this
+// checkpoint cycle touched yet costs a page of WAL, and the random keys of an index that
+// outgrows what one window touches make that most inserts.
+func observeWAL(b testing.TB, s *setup) func() func(int) string {
+	return func() func(int) string {
+		before := readWAL(b, s)
+		return func(events int) string {
+			after := readWAL(b, s)
+			n := float64(events)
+			return fmt.Sprintf("WAL %.1f kB/event, %.2f full-page images/event", (after.bytes-before.bytes)/n/1000, (after.fpi-before.fpi)/n)
+		}
+	}
+}
+
+// auditCurveVariant is one way of measuring the audit curve: which event ids, which table.
+type auditCurveVariant struct {
+	key, name   string
+	v4          bool // random (UUIDv4) event ids instead of time-ordered ones
+	partitioned bool // audit_events partitioned by day (partitionByDay)
+}
+
+// BenchmarkAuditCostCurve is the audit consumer's cost curve, measured with time-ordered
+// event ids (UUIDv7, as `atlas produce` and every Atlas service make them) and with random
+// ones (UUIDv4, which the contract allows), whose inserts land all over the primary key's
+// index instead of at its right edge; then, as an experiment on what would hold the curve,
+// with random ids into audit_events partitioned by day. In every variant occurred_at
+// advances one simulated day per million events (eventsPerDay), as in a replay of a
+// history that grew at that pace. It runs once whatever b.N is; ATLAS_BENCH_CURVE_IDS
+// (v7, v4, v4-daily, comma-separated) runs only some variants.
 func BenchmarkAuditCostCurve(b *testing.B) {
 	marks := curveMarks(curveEvents())
 	var curves []curve
-	for _, ids := range []struct {
-		name string
-		v4   bool
-	}{{"UUIDv7 event ids", false}, {"UUIDv4 event ids", true}} {
-		if only := os.Getenv("ATLAS_BENCH_CURVE_IDS"); only != "" && (only == "v4") != ids.v4 {
-			continue // a developer's shortcut: one of the two curves
+	variants := []auditCurveVariant{
+		{key: "v7", name: "UUIDv7 event ids"},
+		{key: "v4", name: "UUIDv4 event ids", v4: true},
+		{key: "v4-daily", name: "UUIDv4 event ids, table partitioned by day", v4: true, partitioned: true},
+	}
+	byKey := map[string]curve{}
+	for _, v := range variants {
+		if only := os.Getenv("ATLAS_BENCH_CURVE_IDS"); only != "" && !slices.Contains(strings.Split(only, ","), v.key) {
+			continue // a developer's shortcut: some of the curves
 		}
 		s := newSetup(b, 6)
+		day0 := time.Now().UTC().Truncate(24 * time.Hour)
+		if v.partitioned {
+			partitionByDay(b, s, day0, curveEvents()/eventsPerDay+1)
+		}
 		group := infra.NewGroup(b)
+		seq := 0
 		events := newGeneratedStream(b, s, 41, func(e *event.Envelope) {
-			if ids.v4 {
+			if v.v4 {
 				e.EventID = uuid.New()
 			}
+			e.OccurredAt = day0.Add(time.Duration(seq) * 24 * time.Hour / eventsPerDay)
+			seq++
 		})
 		phase := 0
-		cv := measureCurve(b, "audit, "+ids.name, marks, curveRun{
+		cv := measureCurve(b, "audit, "+v.name, marks, curveRun{
 			publish: events.publish,
 			start: func() *consumerProc {
 				phase++
@@ -315,40 +377,54 @@ func BenchmarkAuditCostCurve(b *testing.B) {
 				if dir := os.Getenv("ATLAS_BENCH_KEEP_LOGS"); dir != "" {
 					b.Cleanup(func() {
 						raw, _ := os.ReadFile(c.logs)
-						_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("audit-v4-%t-%d.log", ids.v4, phase)), raw, 0o644)
+						_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("audit-%s-%d.log", v.key, phase)), raw, 0o644)
 					})
 				}
 				return c
 			},
-			settle: func() { settlePostgres(b, s) },
-			metric: "atlas_consumer_events_inserted_total",
+			settle:  func() { settlePostgres(b, s) },
+			observe: observeWAL(b, s),
+			metric:  "atlas_consumer_events_inserted_total",
 		})
 		if got := s.rowCount(b); got != cv.total {
 			b.Fatalf("audit_events has %d rows, want %d", got, cv.total)
 		}
+		// a partitioned table's own size is 0: its partitions hold the rows
 		var table, index string
-		if err := s.pool.QueryRow(context.Background(), `SELECT pg_size_pretty(pg_table_size('audit_events')),
-			pg_size_pretty(pg_indexes_size('audit_events'))`).Scan(&table, &index); err != nil {
+		if err := s.pool.QueryRow(context.Background(), `SELECT pg_size_pretty(sum(pg_table_size(r))), pg_size_pretty(sum(pg_indexes_size(r)))
+			FROM (SELECT 'audit_events'::regclass AS r UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'audit_events'::regclass) t`).Scan(&table, &index); err != nil {
 			b.Fatal(err)
 		}
 		cv.name += fmt.Sprintf(" (%s events: table %s, indexes %s)", humanCount(cv.total), table, index)
 		curves = append(curves, cv)
+		byKey[v.key] = cv
 	}
-	fmt.Printf("\naudit consumer cost curve, default flags (one run each, same machine; Postgres %s):\n", infra.PostgresSettings(b))
+	fmt.Printf("\naudit consumer cost curve, default flags (one run each, same machine; Postgres %s; occurred_at advancing a day per %s events):\n",
+		infra.PostgresSettings(b), humanCount(eventsPerDay))
 	var rows []infra.BenchRow
 	for _, cv := range curves {
 		cv.print()
 		rows = append(rows, cv.rows("audit curve, "+strings.SplitN(strings.TrimPrefix(cv.name, "audit, "), " (", 2)[0])...)
 	}
-	if len(curves) == 2 {
-		v7, v4 := curves[0], curves[1]
-		last := len(marks) - 1
-		fmt.Printf("  at %s, random ids / time-ordered ids = %.2f\n\n", humanCount(marks[last]), v4.rates[last]/v7.rates[last])
-		rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("audit curve at %s: UUIDv4 vs UUIDv7 ids", humanCount(marks[last])),
+	last := len(marks) - 1
+	at := humanCount(marks[last])
+	if v7, v4 := byKey["v7"], byKey["v4"]; v7.rates != nil && v4.rates != nil {
+		fmt.Printf("  at %s, random ids / time-ordered ids = %.2f\n", at, v4.rates[last]/v7.rates[last])
+		rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("audit curve at %s: UUIDv4 vs UUIDv7 ids", at),
 			Ours: v4.rates[last], Other: v7.rates[last], OtherName: "UUIDv7", Unit: "/s"})
 	}
+	if v4, daily := byKey["v4"], byKey["v4-daily"]; v4.rates != nil && daily.rates != nil {
+		fmt.Printf("  at %s, UUIDv4 ids into a table partitioned by day / into one table = %.2f\n", at, daily.rates[last]/v4.rates[last])
+		rows = append(rows, infra.BenchRow{Work: fmt.Sprintf("audit curve at %s, UUIDv4 ids: partitioned by day vs one table", at),
+			Ours: daily.rates[last], Other: v4.rates[last], OtherName: "one table", Unit: "/s"})
+	}
+	fmt.Println()
 	infra.ReportBench(b, rows...)
 }
+
+// eventsPerDay is the pace of the audit curve's simulated clock: occurred_at advances a day
+// per this many events.
+const eventsPerDay = 1_000_000
 
 // BenchmarkIndexerCostCurve is the indexer's cost curve: item events (creates, updates,
 // deletes) of a growing set of items, the index growing with them. Runs once.
@@ -369,7 +445,8 @@ func BenchmarkIndexerCostCurve(b *testing.B) {
 			s.engine.Flush(b, s.alias)
 			settlePostgres(b, s.setup)
 		},
-		metric: "atlas_consumer_records_consumed_total",
+		observe: observeWAL(b, s.setup),
+		metric:  "atlas_consumer_records_consumed_total",
 	})
 	docs, live := infra.CountDocuments(b, s.alias), liveItems(b, s)
 	if docs != live {
