@@ -365,7 +365,7 @@ func BenchmarkAuditCostCurve(b *testing.B) {
 			if v.v4 {
 				e.EventID = uuid.New()
 			}
-			e.OccurredAt = day0.Add(time.Duration(seq) * 24 * time.Hour / eventsPerDay)
+			e.OccurredAt = day0.Add(time.Duration(seq) * (24 * time.Hour / eventsPerDay))
 			seq++
 		})
 		phase := 0
