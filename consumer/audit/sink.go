@@ -244,12 +244,21 @@ func isDuplicate(err error) bool {
 
 // rejectsData reports whether Postgres refused the values themselves (SQLSTATE class 22
 // data exception, 23 integrity violation, or 54 program limit): retrying cannot help.
+// A row no partition of a partitioned audit_events holds is not refused: the partition is
+// missing (its creation is late), so the batch is retried until it exists.
 func rejectsData(err error) bool {
 	var pg *pgconn.PgError
-	if !errors.As(err, &pg) {
+	if !errors.As(err, &pg) || missingPartition(pg) {
 		return false
 	}
 	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23") || strings.HasPrefix(pg.Code, "54")
+}
+
+// missingPartition recognises "no partition of relation ... found for row": a check
+// violation that names a table and no constraint (a CHECK constraint's always names
+// itself). The message is not compared, as servers may translate it.
+func missingPartition(pg *pgconn.PgError) bool {
+	return pg.Code == "23514" && pg.ConstraintName == "" && pg.TableName != ""
 }
 
 // columns is a batch in column arrays, the shape unnest takes.

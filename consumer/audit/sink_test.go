@@ -100,6 +100,9 @@ func TestPostgresErrorClasses(t *testing.T) {
 		{"serialization failure (40001): retry", pg("40001"), false, false},
 		{"admin shutdown (57P01): retry", pg("57P01"), false, false},
 		{"not a Postgres error", errors.New("dial tcp: connection refused"), false, false},
+		{"a CHECK constraint refuses the row (23514): dead-lettered", &pgconn.PgError{Code: "23514", ConstraintName: "audit_events_version_check", TableName: "audit_events"}, false, true},
+		{"no partition holds the row (23514, no constraint): retry until one exists",
+			fmt.Errorf("copy: %w", &pgconn.PgError{Code: "23514", Message: `no partition of relation "audit_events" found for row`, TableName: "audit_events"}), false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := isDuplicate(c.err); got != c.duplicate {

@@ -34,6 +34,33 @@ func TestAuditIntoATablePartitionedByTime(t *testing.T) {
 	if err := s.pool.QueryRow(context.Background(), `SELECT count(DISTINCT tableoid) FROM audit_events`).Scan(&partitions); err != nil || partitions == 0 {
 		t.Fatalf("rows in %d partitions (%v): want the partitioned table", partitions, err)
 	}
+
+	// An event whose day has no partition yet waits for it: retried, not dead-lettered.
+	late := generate(t, 8, 1)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 10)
+	late[0].OccurredAt = day.Add(time.Hour)
+	retriesBefore, _ := c.metricWith("atlas_consumer_retries_total", `dependency="postgres"`)
+	s.produce(t, late)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if n, _ := c.metricWith("atlas_consumer_dead_lettered_total", `reason="unstorable"`); n != 0 {
+			t.Fatalf("%v events dead-lettered as unstorable: an event without its partition must wait for it; log:\n%s", n, c.tail())
+		}
+		if n, _ := c.metricWith("atlas_consumer_retries_total", `dependency="postgres"`); n >= retriesBefore+3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the event without its partition was not retried within a minute; log:\n%s", c.tail())
+		}
+	}
+	if rows := s.rowCount(t); rows != len(envs) {
+		t.Fatalf("%d rows while the partition is missing, want %d", rows, len(envs))
+	}
+	if _, err := s.pool.Exec(context.Background(), fmt.Sprintf(`CREATE TABLE audit_events_late PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
+		day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339))); err != nil {
+		t.Fatal(err)
+	}
+	s.waitRows(t, len(envs)+1, time.Minute, c)
+	s.assertExactly(t, append(envs, late...))
 	c.stop()
 }
 
