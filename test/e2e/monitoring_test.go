@@ -60,8 +60,10 @@ func TestPrometheusScrapesAlertsAndDashboard(t *testing.T) {
 	})
 
 	// A burst: the indexer's lag (every partition's, measured by each pod every 5 s) stays
-	// above 3,000 for more than 10 s, while lag scaling adds pods and moves partitions.
-	s.produce(t, 20_000, 0)
+	// above 3,000 for more than 10 s, while lag scaling adds pods and moves partitions. 60,000
+	// events: two pods at the 1,700 events/s each measured in CI drained 20,000 before the
+	// alert's 10 s and Prometheus's scrape and evaluation intervals had passed (it never fired).
+	s.produce(t, 60_000, 0)
 	eventually(t, 3*time.Minute, "AtlasConsumerLagHigh fires for the indexer", func() error {
 		return s.alertState(prom, "AtlasConsumerLagHigh", "indexer-metrics", "", "firing")
 	})
