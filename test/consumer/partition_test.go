@@ -55,8 +55,7 @@ func TestAuditIntoATablePartitionedByTime(t *testing.T) {
 	if rows := s.rowCount(t); rows != len(envs) {
 		t.Fatalf("%d rows while the partition is missing, want %d", rows, len(envs))
 	}
-	if _, err := s.pool.Exec(context.Background(), fmt.Sprintf(`CREATE TABLE audit_events_late PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
-		day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339))); err != nil {
+	if _, err := s.pool.Exec(context.Background(), dayPartition(day)); err != nil {
 		t.Fatal(err)
 	}
 	s.waitRows(t, len(envs)+1, time.Minute, c)
@@ -104,13 +103,17 @@ func partitionByDay(b testing.TB, s *setup, day0 time.Time, days int) {
 	}
 	stmts = append(stmts, indexes...)
 	for d := range days {
-		from, to := day0.AddDate(0, 0, d), day0.AddDate(0, 0, d+1)
-		stmts = append(stmts, fmt.Sprintf(`CREATE TABLE audit_events_%s PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
-			from.Format("20060102"), from.Format(time.RFC3339), to.Format(time.RFC3339)))
+		stmts = append(stmts, dayPartition(day0.AddDate(0, 0, d)))
 	}
 	for _, stmt := range stmts {
 		if _, err := s.pool.Exec(ctx, stmt); err != nil {
 			b.Fatalf("partition audit_events by day: %s: %v", stmt, err)
 		}
 	}
+}
+
+// dayPartition is the statement creating audit_events' partition for the day from.
+func dayPartition(from time.Time) string {
+	return fmt.Sprintf(`CREATE TABLE audit_events_%s PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
+		from.Format("20060102"), from.Format(time.RFC3339), from.AddDate(0, 0, 1).Format(time.RFC3339))
 }
