@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -43,9 +46,19 @@ func (e SearchEngine) IndexedItems(t testing.TB, index string) map[string]Indexe
 			q["search_after"] = after
 		}
 		raw, _ := json.Marshal(q)
-		resp, err := es.Search(es.Search.WithIndex(index), es.Search.WithBody(strings.NewReader(string(raw))), es.Search.WithContext(ctx))
-		if err != nil {
-			t.Fatalf("search %s: %v", index, err)
+		// An index the indexer has just created answers 503 (no shard started yet) for a
+		// moment: that is not an answer about its documents, so ask again.
+		var resp *esapi.Response
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+			var err error
+			resp, err = es.Search(es.Search.WithIndex(index), es.Search.WithBody(strings.NewReader(string(raw))), es.Search.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("search %s: %v", index, err)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				break
+			}
+			resp.Body.Close()
 		}
 		var res struct {
 			Hits struct {
@@ -56,7 +69,7 @@ func (e SearchEngine) IndexedItems(t testing.TB, index string) map[string]Indexe
 				} `json:"hits"`
 			} `json:"hits"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&res)
+		err := json.NewDecoder(resp.Body).Decode(&res)
 		resp.Body.Close()
 		if resp.StatusCode == 404 {
 			return out
