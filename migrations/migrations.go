@@ -69,6 +69,24 @@ func (m *Migrator) Up(ctx context.Context) (int, error) {
 	return len(res), nil
 }
 
+// UpTo applies the pending migrations up to and including version, under the advisory
+// lock, and returns how many it applied.
+func (m *Migrator) UpTo(ctx context.Context, version int64) (int, error) {
+	res, err := m.provider.UpTo(ctx, version)
+	if err != nil {
+		return len(res), fmt.Errorf("apply migrations up to %d: %w", version, err)
+	}
+	return len(res), nil
+}
+
+// DownTo rolls back the migrations above version, newest first, under the advisory lock.
+func (m *Migrator) DownTo(ctx context.Context, version int64) error {
+	if _, err := m.provider.DownTo(ctx, version); err != nil {
+		return fmt.Errorf("roll back migrations to %d: %w", version, err)
+	}
+	return nil
+}
+
 // Versions returns the database's schema version (0 when it was never migrated) and the
 // newest version this binary knows.
 func (m *Migrator) Versions(ctx context.Context) (current, target int64, err error) {

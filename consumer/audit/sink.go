@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/consumer/observe"
 	"github.com/atlas-platform/atlas-operator/consumer/pgtx"
 	"github.com/atlas-platform/atlas-operator/consumer/runner"
@@ -30,8 +34,9 @@ const KindUnstorable = "unstorable"
 // parameters whatever the batch size (a multi-row VALUES list would hit Postgres's
 // 65,535 bind-parameter limit). A duplicate event_id, already stored or repeated in the
 // batch, is skipped by the unique key. The conflict names no columns, so the key may be
-// the migrations' (event_id) or, on a table a DBA partitioned by time, (event_id,
-// occurred_at): a redelivered event is the same envelope, so it hits either.
+// the (event_id, occurred_at) of the table partitioned by day (migration 00005) or the
+// (event_id) of an older install's single table: a redelivered event is the same
+// envelope, so it hits either.
 const insertSQL = `INSERT INTO audit_events (event_id, event_type, version, occurred_at, actor_user_id, trace_id,
 	entity_type, entity_id, collection_id, data, envelope, kafka_topic, kafka_partition, kafka_offset)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::uuid[], $6::text[],
@@ -53,19 +58,28 @@ var columnNames = []string{"event_id", "event_type", "version", "occurred_at", "
 type Sink struct {
 	pool       *pgxpool.Pool
 	tolerant   atomic.Bool // the previous batch met duplicates: skip the COPY attempt
-	writers    int         // concurrent COPY streams per batch
+	cfg        Config
 	log        *slog.Logger
 	inserted   prometheus.Counter
 	duplicates prometheus.Counter
 }
 
-// NewSink returns a sink writing through pool with the given number of concurrent COPY
-// streams per batch, and registers its metrics.
-func NewSink(pool *pgxpool.Pool, writers int, log *slog.Logger, m *observe.Metrics) *Sink {
+// Config is how the sink writes.
+type Config struct {
+	// Writers is the number of concurrent COPY streams per batch.
+	Writers int
+	// CreatePartitions lets the sink create the day partition a row of a partitioned
+	// audit_events needs (migration 00005's layout). Without it, such a row waits, retried,
+	// until someone else (a DBA's partition manager) creates it.
+	CreatePartitions bool
+}
+
+// NewSink returns a sink writing through pool, and registers its metrics.
+func NewSink(pool *pgxpool.Pool, cfg Config, log *slog.Logger, m *observe.Metrics) *Sink {
 	s := &Sink{
-		pool:    pool,
-		writers: writers,
-		log:     log,
+		pool: pool,
+		cfg:  cfg,
+		log:  log,
 		inserted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "atlas_consumer_events_inserted_total", ConstLabels: prometheus.Labels{"consumer": "audit"},
 			Help: "Events inserted into audit_events.",
@@ -91,7 +105,7 @@ func (s *Sink) KnownSeries() (deadLetterReasons, dependencies []string) {
 // rejects the data of some row (not the connection), it isolates the culprits by
 // inserting row by row and returns them as rejections.
 func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
-	writers := s.writers
+	writers := s.cfg.Writers
 	if writers < 2 || len(msgs) < 2*minChunk {
 		return s.applyChunk(ctx, msgs)
 	}
@@ -129,8 +143,22 @@ func (s *Sink) Apply(ctx context.Context, msgs []runner.Message) ([]runner.Rejec
 // minChunk is the smallest part of a batch worth its own COPY stream.
 const minChunk = 500
 
-// applyChunk writes one part of a batch: COPY, or the conflict-tolerant INSERT.
+// applyChunk writes one part of a batch, and writes it again at once after creating the
+// day partitions it lacked.
 func (s *Sink) applyChunk(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
+	rejected, err := s.write(ctx, msgs)
+	var pg *pgconn.PgError
+	if !s.cfg.CreatePartitions || !errors.As(err, &pg) || !missingPartition(pg) {
+		return rejected, err
+	}
+	if cerr := s.createPartitions(ctx, msgs); cerr != nil {
+		return nil, errors.Join(err, cerr)
+	}
+	return s.write(ctx, msgs)
+}
+
+// write writes one part of a batch: COPY, or the conflict-tolerant INSERT.
+func (s *Sink) write(ctx context.Context, msgs []runner.Message) ([]runner.Rejection, error) {
 	if !s.tolerant.Load() {
 		n, err := s.copy(ctx, msgs)
 		if err == nil {
@@ -244,8 +272,8 @@ func isDuplicate(err error) bool {
 
 // rejectsData reports whether Postgres refused the values themselves (SQLSTATE class 22
 // data exception, 23 integrity violation, or 54 program limit): retrying cannot help.
-// A row no partition of a partitioned audit_events holds is not refused: the partition is
-// missing (its creation is late), so the batch is retried until it exists.
+// A row no partition of a partitioned audit_events holds is not refused: its partition is
+// missing, so the sink creates it, or the batch is retried until it exists.
 func rejectsData(err error) bool {
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) || missingPartition(pg) {
@@ -259,6 +287,47 @@ func rejectsData(err error) bool {
 // itself). The message is not compared, as servers may translate it.
 func missingPartition(pg *pgconn.PgError) bool {
 	return pg.Code == "23514" && pg.ConstraintName == "" && pg.TableName != ""
+}
+
+// createPartitions creates the partition of each UTC day msgs' events occurred on, where
+// none exists. Another writer (a second chunk, another pod) may create the same one at the
+// same moment; losing that race, or finding the day already covered by a partition of
+// another range (a DBA's monthly one), leaves the day covered, which is all that is needed.
+func (s *Sink) createPartitions(ctx context.Context, msgs []runner.Message) error {
+	days := map[time.Time]bool{}
+	for _, m := range msgs {
+		days[dayOf(m.Event.OccurredAt)] = true
+	}
+	for _, day := range slices.SortedFunc(maps.Keys(days), time.Time.Compare) {
+		if _, err := s.pool.Exec(ctx, DayPartition("audit_events", day)); err != nil && !coveredAlready(err) {
+			return fmt.Errorf("create the partition of audit_events for %s (grant the consumer's user the right to, or create it ahead, or run with --%s=false and manage partitions yourself): %w",
+				day.Format(time.DateOnly), names.FlagAuditCreatePartitions, err)
+		}
+		s.log.Info("created a day partition of audit_events", "day", day.Format(time.DateOnly))
+	}
+	return nil
+}
+
+// dayOf returns the start of the UTC day t falls in.
+func dayOf(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+
+// DayPartition is the statement creating the partition of table (audit_events, or a copy
+// of it) for the UTC day that starts at day, named <table>_pYYYYMMDD, unless a table of
+// that name exists.
+func DayPartition(table string, day time.Time) string {
+	day = day.UTC()
+	return fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')`,
+		pgx.Identifier{table + "_p" + day.Format("20060102")}.Sanitize(), pgx.Identifier{table}.Sanitize(),
+		day.Format(time.RFC3339), day.AddDate(0, 0, 1).Format(time.RFC3339))
+}
+
+// coveredAlready recognises the errors of a partition that someone else created: the same
+// name a moment earlier (duplicate_table, or unique_violation in the catalog when both
+// creations ran together), or another partition holding the day (invalid_object_definition:
+// "would overlap").
+func coveredAlready(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "42P07" || pg.Code == "23505" || pg.Code == "42P17")
 }
 
 // columns is a batch in column arrays, the shape unnest takes.

@@ -114,3 +114,37 @@ func TestPostgresErrorClasses(t *testing.T) {
 		})
 	}
 }
+
+// Creating a day partition someone else created at the same moment, or whose day another
+// partition already covers, leaves the day covered; anything else is an error to report.
+func TestPartitionCreationErrors(t *testing.T) {
+	pg := func(code string) error { return fmt.Errorf("create: %w", &pgconn.PgError{Code: code}) }
+	for _, c := range []struct {
+		name    string
+		err     error
+		covered bool
+	}{
+		{"created by another writer a moment earlier (42P07)", pg("42P07"), true},
+		{"created by another writer at the same moment (23505 in the catalog)", pg("23505"), true},
+		{"another partition holds the day (42P17, would overlap)", pg("42P17"), true},
+		{"no right to create it (42501)", pg("42501"), false},
+		{"the table is not partitioned (42P16)", pg("42P16"), false},
+		{"connection lost (08006)", pg("08006"), false},
+		{"not a Postgres error", errors.New("dial tcp: connection refused"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := coveredAlready(c.err); got != c.covered {
+				t.Errorf("coveredAlready = %v, want %v", got, c.covered)
+			}
+		})
+	}
+}
+
+func TestDayPartition(t *testing.T) {
+	// a time late in a day east of UTC is still the UTC day it falls in
+	at := dayOf(time.Date(2026, 12, 2, 1, 30, 0, 0, time.FixedZone("UTC+3", 3*3600)))
+	want := `CREATE TABLE IF NOT EXISTS "audit_events_p20261201" PARTITION OF "audit_events" FOR VALUES FROM ('2026-12-01T00:00:00Z') TO ('2026-12-02T00:00:00Z')`
+	if got := DayPartition("audit_events", at); got != want {
+		t.Errorf("DayPartition =\n%s\nwant\n%s", got, want)
+	}
+}

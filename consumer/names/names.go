@@ -62,6 +62,8 @@ const (
 	FlagLogLevel        = "log-level"
 	FlagHealthAddr      = "health-addr"
 	FlagPostgresWriters = "postgres-writers"
+	// FlagAuditCreatePartitions lets the audit consumer create audit_events' day partitions.
+	FlagAuditCreatePartitions = "audit-create-partitions"
 )
 
 // Flag names of the indexer's search server settings.

@@ -27,6 +27,8 @@ type Consumer struct {
 	HealthAddr string
 	// PostgresWriters is how many concurrent COPY streams the audit sink splits a batch into.
 	PostgresWriters int
+	// AuditCreatePartitions lets the audit sink create the day partitions of audit_events.
+	AuditCreatePartitions bool
 }
 
 // AddFlags registers every consumer flag on fs.
@@ -44,6 +46,10 @@ func (c *Consumer) AddFlags(fs *pflag.FlagSet, mode string) {
 	fs.DurationVar(&r.ShutdownTimeout, names.FlagShutdownTimeout, names.DefaultShutdownTimeout, "on SIGTERM, time allowed to finish and commit the batch in flight")
 	fs.DurationVar(&r.SessionTimeout, names.FlagSessionTimeout, 45*time.Second, "group session timeout: how long the broker waits for a silent (crashed) member before giving its partitions away")
 	fs.IntVar(&c.PostgresWriters, names.FlagPostgresWriters, 2, "audit: concurrent COPY streams per batch (Postgres inserts on one core per stream)")
+	if mode == "audit" {
+		fs.BoolVar(&c.AuditCreatePartitions, names.FlagAuditCreatePartitions, true,
+			"create the day partition of audit_events an event needs (when the table is partitioned, as migration 00005 makes a new one); false: wait for a partition manager of your own to create it")
+	}
 	fs.BoolVar(&c.Migrate, names.FlagMigrate, false, "apply pending database migrations at start instead of refusing to run on an out-of-date schema")
 	fs.StringVar(&c.LogLevel, names.FlagLogLevel, "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.HealthAddr, names.FlagHealthAddr, names.DefaultHealthAddr, "address serving /metrics, /healthz and /readyz")

@@ -42,7 +42,7 @@ The database is given by the ` + names.EnvPostgresDSN + ` environment variable (
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runConsumer(cmd.Context(), &auditOpts, func(_ context.Context, pool *pgxpool.Pool, log *slog.Logger, m *observe.Metrics, _ *observe.Readiness) (runner.Sink, error) {
-				return audit.NewSink(pool, auditOpts.PostgresWriters, log, m), nil
+				return audit.NewSink(pool, audit.Config{Writers: auditOpts.PostgresWriters, CreatePartitions: auditOpts.AuditCreatePartitions}, log, m), nil
 			})
 		},
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/atlas-platform/atlas-operator/consumer/audit"
 	"github.com/atlas-platform/atlas-operator/consumer/event"
 	"github.com/atlas-platform/atlas-operator/migrations"
 	"github.com/atlas-platform/atlas-operator/test/infra"
@@ -157,11 +158,10 @@ func copyReference(b testing.TB, s *setup) time.Duration {
 			b.Logf("remove %s: %v", file, err)
 		}
 	}()
-	for _, q := range []string{
-		"CREATE TABLE audit_events_copy_reference (LIKE audit_events INCLUDING ALL)",
-		"COPY audit_events TO '" + file + "' WITH (FORMAT binary)",
+	for _, q := range append(auditEventsLike(b, conn, "audit_events_copy_reference"),
+		"COPY (SELECT * FROM audit_events) TO '"+file+"' WITH (FORMAT binary)",
 		"CHECKPOINT",
-	} {
+	) {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			b.Fatalf("%s: %v", q, err)
 		}
@@ -175,6 +175,34 @@ func copyReference(b testing.TB, s *setup) time.Duration {
 		b.Fatal(err)
 	}
 	return d
+}
+
+// auditEventsLike returns the statements creating table as an identical copy of
+// audit_events: the same columns, keys and indexes and, when audit_events is partitioned by
+// day (migration 00005), the same layout with a partition for each day it holds rows of.
+func auditEventsLike(b testing.TB, conn *pgx.Conn, table string) []string {
+	b.Helper()
+	ctx := context.Background()
+	var partitioned bool
+	if err := conn.QueryRow(ctx, `SELECT relkind = 'p' FROM pg_class WHERE oid = 'audit_events'::regclass`).Scan(&partitioned); err != nil {
+		b.Fatalf("read audit_events' layout: %v", err)
+	}
+	if !partitioned {
+		return []string{"CREATE TABLE " + table + " (LIKE audit_events INCLUDING ALL)"}
+	}
+	stmts := []string{"CREATE TABLE " + table + " (LIKE audit_events INCLUDING ALL) PARTITION BY RANGE (occurred_at)"}
+	rows, err := conn.Query(ctx, `SELECT DISTINCT date_trunc('day', occurred_at, 'UTC') FROM audit_events`)
+	if err != nil {
+		b.Fatalf("read audit_events' days: %v", err)
+	}
+	days, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+	if err != nil {
+		b.Fatalf("read audit_events' days: %v", err)
+	}
+	for _, day := range days {
+		stmts = append(stmts, audit.DayPartition(table, day))
+	}
+	return stmts
 }
 
 // naiveConsumer times the consumer most tutorials write: for each message, decode it,

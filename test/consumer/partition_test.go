@@ -2,24 +2,30 @@ package consumer_test
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/atlas-platform/atlas-operator/migrations"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/atlas-platform/atlas-operator/consumer/audit"
+	"github.com/atlas-platform/atlas-operator/consumer/names"
 	"github.com/atlas-platform/atlas-operator/test/infra"
 )
 
-// A DBA may partition audit_events by time: the consumer still stores every event once,
-// and a redelivered one is a counted duplicate (its key is then (event_id, occurred_at),
-// which the tolerant insert's ON CONFLICT must not name as event_id alone).
-func TestAuditIntoATablePartitionedByTime(t *testing.T) {
+// audit_events is partitioned by UTC day of occurred_at (migration 00005): the consumer
+// creates the partition of every day its events occurred on, an old day or a day ahead
+// alike, stores every event once, and counts a redelivered one as a duplicate (the key is
+// (event_id, occurred_at), which the tolerant insert's ON CONFLICT must not name as
+// event_id alone).
+func TestAuditCreatesTheDayPartitionsItNeeds(t *testing.T) {
 	t.Parallel()
 	s := newSetup(t, 6)
 	envs := generate(t, 7, 5_000)
-	// the generator stamps events with the time now: a partition each side of today too
-	partitionByDay(t, s, time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1), 3)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	days := []time.Time{today.AddDate(-1, 0, -3), today.AddDate(0, 0, -1), today, today.AddDate(0, 0, 10)}
+	for i, e := range envs {
+		e.OccurredAt = days[i%len(days)].Add(time.Duration(i) * time.Second)
+	}
 	s.produce(t, envs)
 	s.produce(t, envs)
 
@@ -30,90 +36,61 @@ func TestAuditIntoATablePartitionedByTime(t *testing.T) {
 	if ins, _ := c.metric("atlas_consumer_events_inserted_total"); ins != float64(len(envs)) {
 		t.Fatalf("inserted metric = %v, want %d", ins, len(envs))
 	}
-	var partitions int
-	if err := s.pool.QueryRow(context.Background(), `SELECT count(DISTINCT tableoid) FROM audit_events`).Scan(&partitions); err != nil || partitions == 0 {
-		t.Fatalf("rows in %d partitions (%v): want the partitioned table", partitions, err)
+	c.stop()
+	rows, err := s.pool.Query(context.Background(), `SELECT tableoid::regclass::text, min(occurred_at), max(occurred_at) FROM audit_events GROUP BY 1 ORDER BY 2`)
+	if err != nil {
+		t.Fatal(err)
 	}
+	type partition struct {
+		Name     string
+		Min, Max time.Time
+	}
+	parts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[partition])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != len(days) {
+		t.Fatalf("rows in %d partitions %v, want one for each of the %d days", len(parts), parts, len(days))
+	}
+	for i, p := range parts {
+		want := "audit_events_p" + days[i].Format("20060102")
+		if p.Name != want || p.Min.Before(days[i]) || !p.Max.Before(days[i].AddDate(0, 0, 1)) {
+			t.Errorf("partition %d: %s holds %s..%s, want %s holding the day %s", i, p.Name, p.Min, p.Max, want, days[i].Format(time.DateOnly))
+		}
+	}
+}
 
-	// An event whose day has no partition yet waits for it: retried, not dead-lettered.
-	late := generate(t, 8, 1)
+// With --audit-create-partitions=false (a DBA's partition manager owns them), an event
+// whose day has no partition waits for it: retried, not dead-lettered, stored once the
+// partition exists.
+func TestAuditWaitsForAPartitionItMayNotCreate(t *testing.T) {
+	t.Parallel()
+	s := newSetup(t, 1)
+	envs := generate(t, 8, 100)
 	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 10)
-	late[0].OccurredAt = day.Add(time.Hour)
-	retriesBefore, _ := c.metricWith("atlas_consumer_retries_total", `dependency="postgres"`)
-	s.produce(t, late)
+	for _, e := range envs {
+		e.OccurredAt = day.Add(time.Hour)
+	}
+	c := s.startConsumer(t, "audit", infra.NewGroup(t), "--"+names.FlagAuditCreatePartitions+"=false")
+	s.produce(t, envs)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
 		if n, _ := c.metricWith("atlas_consumer_dead_lettered_total", `reason="unstorable"`); n != 0 {
 			t.Fatalf("%v events dead-lettered as unstorable: an event without its partition must wait for it; log:\n%s", n, c.tail())
 		}
-		if n, _ := c.metricWith("atlas_consumer_retries_total", `dependency="postgres"`); n >= retriesBefore+3 {
+		if n, _ := c.metricWith("atlas_consumer_retries_total", `dependency="postgres"`); n >= 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the event without its partition was not retried within a minute; log:\n%s", c.tail())
+			t.Fatalf("the events without their partition were not retried within a minute; log:\n%s", c.tail())
 		}
 	}
-	if rows := s.rowCount(t); rows != len(envs) {
-		t.Fatalf("%d rows while the partition is missing, want %d", rows, len(envs))
+	if rows := s.rowCount(t); rows != 0 {
+		t.Fatalf("%d rows while the partition is missing, want none", rows)
 	}
-	if _, err := s.pool.Exec(context.Background(), dayPartition(day)); err != nil {
+	if _, err := s.pool.Exec(context.Background(), audit.DayPartition("audit_events", day)); err != nil {
 		t.Fatal(err)
 	}
-	s.waitRows(t, len(envs)+1, time.Minute, c)
-	s.assertExactly(t, append(envs, late...))
+	s.waitRows(t, len(envs), time.Minute, c)
+	s.assertExactly(t, envs)
 	c.stop()
-}
-
-// partitionByDay replaces the migrations' audit_events with the same columns and indexes
-// partitioned by day of occurred_at, as a DBA would for retention (drop a day) or to keep
-// each insert's indexes small, with a partition for each of days days from day0. A
-// partitioned table cannot have a unique index on event_id alone, so its primary key is
-// (event_id, occurred_at): a redelivered event (the same envelope, so the same
-// occurred_at) still hits it.
-func partitionByDay(b testing.TB, s *setup, day0 time.Time, days int) {
-	b.Helper()
-	ctx := context.Background()
-	m, err := migrations.Open(s.dsn, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := m.Up(ctx); err != nil {
-		b.Fatalf("migrate: %v", err)
-	}
-	var indexes []string
-	rows, err := s.pool.Query(ctx, `SELECT indexdef FROM pg_indexes WHERE tablename = 'audit_events' AND indexname <> 'audit_events_pkey' ORDER BY indexname`)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for rows.Next() {
-		var def string
-		if err := rows.Scan(&def); err != nil {
-			b.Fatal(err)
-		}
-		indexes = append(indexes, def)
-	}
-	if err := rows.Err(); err != nil || len(indexes) == 0 {
-		b.Fatalf("read audit_events' indexes: %v (%d found)", err, len(indexes))
-	}
-	stmts := []string{
-		`CREATE TABLE audit_events_by_day (LIKE audit_events INCLUDING DEFAULTS) PARTITION BY RANGE (occurred_at)`,
-		`DROP TABLE audit_events`,
-		`ALTER TABLE audit_events_by_day RENAME TO audit_events`,
-		`ALTER TABLE audit_events ADD PRIMARY KEY (event_id, occurred_at)`,
-	}
-	stmts = append(stmts, indexes...)
-	for d := range days {
-		stmts = append(stmts, dayPartition(day0.AddDate(0, 0, d)))
-	}
-	for _, stmt := range stmts {
-		if _, err := s.pool.Exec(ctx, stmt); err != nil {
-			b.Fatalf("partition audit_events by day: %s: %v", stmt, err)
-		}
-	}
-}
-
-// dayPartition is the statement creating audit_events' partition for the day from.
-func dayPartition(from time.Time) string {
-	return fmt.Sprintf(`CREATE TABLE audit_events_%s PARTITION OF audit_events FOR VALUES FROM ('%s') TO ('%s')`,
-		from.Format("20060102"), from.Format(time.RFC3339), from.AddDate(0, 0, 1).Format(time.RFC3339))
 }
