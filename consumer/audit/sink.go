@@ -303,7 +303,7 @@ func (s *Sink) createPartitions(ctx context.Context, msgs []runner.Message) erro
 			return fmt.Errorf("create the partition of audit_events for %s (grant the consumer's user the right to, or create it ahead, or run with --%s=false and manage partitions yourself): %w",
 				day.Format(time.DateOnly), names.FlagAuditCreatePartitions, err)
 		}
-		s.log.Info("created a day partition of audit_events", "day", day.Format(time.DateOnly))
+		s.log.Info("the day's partition of audit_events is in place", "day", day.Format(time.DateOnly))
 	}
 	return nil
 }

@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -201,6 +203,9 @@ type curveRun struct {
 	// observe, when set, is called before a measured window; what it returns is called
 	// after the window with the events worked off and says what the servers did for them.
 	observe func() func(events int) string
+	// inside, when set, says what the window's consumer process spent its time on, from
+	// its metrics before it stops.
+	inside func(p *consumerProc) string
 }
 
 // measureCurve works the stream off in fill phases and measured windows, as the comment at
@@ -224,10 +229,17 @@ func measureCurve(b testing.TB, name string, marks []int, run curveRun) curve {
 		pr := watchProgress(b, p, run.metric)
 		p.waitMetric(run.metric, float64(n), 30*time.Minute)
 		pr.finish()
-		c.cpu += infra.ProcessCPU(b, p.cmd.Process.Pid)
+		cpu := infra.ProcessCPU(b, p.cmd.Process.Pid)
+		c.cpu += cpu
+		if measured {
+			note = fmt.Sprintf("consumer CPU %.3f ms/event", cpu*1000/float64(n))
+			if run.inside != nil {
+				note += ", " + run.inside(p)
+			}
+		}
 		p.stop()
 		if observed != nil {
-			note = observed(n)
+			note += "; " + observed(n)
 		}
 		peak = max(peak, pr.peak())
 		c.total += n
@@ -413,7 +425,16 @@ func BenchmarkAuditCostCurve(b *testing.B) {
 				}
 				return c
 			},
-			settle:  func() { settlePostgres(b, s) },
+			settle: func() {
+				// The fill before a window leaves autovacuum a debt whose size and timing vary
+				// (an insert-only table is vacuumed once a share of its rows is new), paid inside
+				// one window and not another; the same window of the same code read 50,000 and
+				// 36,800 events/s in two runs. Each window starts without it, like the checkpoint.
+				if _, err := s.pool.Exec(context.Background(), "VACUUM audit_events"); err != nil {
+					b.Fatalf("vacuum audit_events: %v", err)
+				}
+				settlePostgres(b, s)
+			},
 			observe: observeWAL(b, s),
 			metric:  "atlas_consumer_events_inserted_total",
 		})
@@ -483,8 +504,18 @@ func BenchmarkIndexerCostCurve(b *testing.B) {
 			s.engine.Flush(b, s.alias)
 			settlePostgres(b, s.setup)
 		},
-		observe: observeWAL(b, s.setup),
-		metric:  "atlas_consumer_records_consumed_total",
+		observe: observeBoth(observeWAL(b, s.setup), observeSearch(b, s)),
+		inside: func(p *consumerProc) string {
+			// the bulk requests' share of the batches' time; the rest is reading the items
+			// from Postgres, recording the applied events, and the records themselves
+			bulk, err1 := p.metric("atlas_consumer_bulk_duration_seconds_sum")
+			batches, err2 := p.metric("atlas_consumer_batch_duration_seconds_sum")
+			if err := errors.Join(err1, err2); err != nil || batches == 0 {
+				b.Fatalf("the indexer's bulk and batch durations: %v", err)
+			}
+			return fmt.Sprintf("search bulk requests %.0f%% of its batches' time", 100*bulk/batches)
+		},
+		metric: "atlas_consumer_records_consumed_total",
 	})
 	docs, live := infra.CountDocuments(b, s.alias), liveItems(b, s)
 	if docs != live {
@@ -495,6 +526,89 @@ func BenchmarkIndexerCostCurve(b *testing.B) {
 	cv.print()
 	fmt.Println()
 	infra.ReportBench(b, cv.rows("indexer curve")...)
+}
+
+// observeBoth says what both observers saw.
+func observeBoth(first, second func() func(int) string) func() func(int) string {
+	return func() func(int) string {
+		a, b := first(), second()
+		return func(events int) string { return a(events) + "; " + b(events) }
+	}
+}
+
+// searchStats is what the search server has spent so far: its process's CPU, and the
+// index's time in indexing (the write path of each document: lookup of its id, version
+// check, analysis) and in merges, and its segments now.
+type searchStats struct{ cpuMillis, indexMillis, mergeMillis, segments float64 }
+
+func readSearchStats(b testing.TB, s *indexSetup) searchStats {
+	b.Helper()
+	es := s.search(b)
+	var st searchStats
+	var nodes struct {
+		Nodes map[string]struct {
+			Process struct {
+				CPU struct {
+					TotalInMillis float64 `json:"total_in_millis"`
+				} `json:"cpu"`
+			} `json:"process"`
+		} `json:"nodes"`
+	}
+	resp, err := es.Nodes.Stats(es.Nodes.Stats.WithMetric("process"))
+	if err != nil {
+		b.Fatalf("search server's node stats: %v", err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&nodes)
+	resp.Body.Close()
+	if err != nil || resp.IsError() {
+		b.Fatalf("search server's node stats: %s %v", resp.Status(), err)
+	}
+	for _, n := range nodes.Nodes {
+		st.cpuMillis += n.Process.CPU.TotalInMillis
+	}
+	var index struct {
+		All struct {
+			Primaries struct {
+				Indexing struct {
+					IndexTimeInMillis float64 `json:"index_time_in_millis"`
+				} `json:"indexing"`
+				Merges struct {
+					TotalTimeInMillis float64 `json:"total_time_in_millis"`
+				} `json:"merges"`
+				Segments struct {
+					Count float64 `json:"count"`
+				} `json:"segments"`
+			} `json:"primaries"`
+		} `json:"_all"`
+	}
+	resp, err = es.Indices.Stats(es.Indices.Stats.WithIndex(s.alias), es.Indices.Stats.WithMetric("indexing", "merge", "segments"))
+	if err != nil {
+		b.Fatalf("index stats of %s: %v", s.alias, err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&index)
+	resp.Body.Close()
+	if err != nil || resp.IsError() {
+		b.Fatalf("index stats of %s: %s %v", s.alias, resp.Status(), err)
+	}
+	p := index.All.Primaries
+	st.indexMillis, st.mergeMillis, st.segments = p.Indexing.IndexTimeInMillis, p.Merges.TotalTimeInMillis, p.Segments.Count
+	return st
+}
+
+// observeSearch says, per event of a window, what the search server spent: its whole
+// process's CPU, and the index's indexing and merge time; and how many segments the index
+// had at the window's end. If the indexer's rate falls as the index grows while Postgres's
+// side stays flat, these say whether the search server's cost per event grew.
+func observeSearch(b testing.TB, s *indexSetup) func() func(int) string {
+	return func() func(int) string {
+		before := readSearchStats(b, s)
+		return func(events int) string {
+			after := readSearchStats(b, s)
+			n := float64(events)
+			return fmt.Sprintf("search server CPU %.3f ms/event, indexing %.3f ms/event, merges %.3f ms/event, %0.f segments",
+				(after.cpuMillis-before.cpuMillis)/n, (after.indexMillis-before.indexMillis)/n, (after.mergeMillis-before.mergeMillis)/n, after.segments)
+		}
+	}
 }
 
 // generatedStream publishes synthetic events, each passed through edit first, without
