@@ -134,7 +134,9 @@ func connectRecord(e *event.Envelope) map[string]any {
 // primaryKey returns audit_events' primary key columns, comma-separated, as the connector's
 // primary.key.fields takes them: event_id on a single table, event_id,occurred_at on one
 // partitioned by day.
-func primaryKey(b testing.TB, conn *pgx.Conn) string {
+func primaryKey(b testing.TB, conn interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) string {
 	b.Helper()
 	var cols []string
 	err := conn.QueryRow(context.Background(), `SELECT array_agg(a.attname::text ORDER BY k.i) FROM pg_constraint c
@@ -251,12 +253,13 @@ func kafkaConnect(b testing.TB, s *setup, topic, table string, tasks, total int)
 	start = time.Now()
 	cpu0 := infra.ProcessCPU(b, pid)
 	deadline := time.Now().Add(30 * time.Minute)
-	// Progress from the statistics' insert counter (a count(*) every poll would scan the table
-	// and slow the peer down). It can trail the commits by seconds, so the end of the run is
+	// Progress from the statistics' insert counters of the table and its partitions (a
+	// count(*) every poll would scan the table and slow the peer down). It can trail the commits by seconds, so the end of the run is
 	// the last row's received_at (the start of the transaction that wrote it) and the rows are
 	// then counted once.
 	for rows := 0; rows < total; time.Sleep(250 * time.Millisecond) {
-		if err := conn.QueryRow(ctx, "SELECT pg_stat_get_tuples_inserted($1::regclass)", table).Scan(&rows); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT sum(pg_stat_get_tuples_inserted(r))::bigint FROM
+			(SELECT $1::regclass AS r UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = $1::regclass) t`, table).Scan(&rows); err != nil {
 			b.Fatal(err)
 		}
 		if failed := failedTasks(status); failed != "" {

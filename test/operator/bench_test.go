@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
@@ -22,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -38,6 +41,9 @@ import (
 // settle, write requests per AtlasConsumer, the manager's memory and CPU time, and the
 // write requests of a quiet 30 s after they settled (the goal is none).
 func BenchmarkOperatorCostCurve(b *testing.B) {
+	// envtest and the in-process floor log through controller-runtime: warnings and errors
+	// only (unset, controller-runtime prints a stack saying so)
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	sizes := []int{10, 100, 500, 1000}
 	if v := os.Getenv("ATLAS_BENCH_CONSUMERS"); v != "" {
 		sizes = nil
