@@ -95,7 +95,7 @@ func PostgresSettings(t testing.TB) string {
 	defer conn.Close(ctx)
 	var out []string
 	for _, name := range []string{"fsync", "synchronous_commit", "full_page_writes",
-		"shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression"} {
+		"shared_buffers", "max_wal_size", "checkpoint_timeout", "wal_compression", "track_wal_io_timing"} {
 		var v string
 		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v); err != nil {
 			t.Fatalf("SHOW %s: %v", name, err)
