@@ -120,9 +120,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	replicas, scale := r.decideReplicas(ctx, ac, secrets, current.deployment)
 	cfg := workload.Config{Image: r.Image, Replicas: replicas, SecretChecksum: secrets.checksum(workload.SecretRefs(ac))}
 
-	dep, err := ensure(ctx, r.Client, r.Scheme, ac, workload.Deployment(ac, cfg), current.deployment, deploymentSpec)
+	desired := workload.Deployment(ac, cfg)
+	dep, err := ensure(ctx, r.Client, r.APIReader, r.Scheme, ac, desired, current.deployment, deploymentSpec)
+	if err == nil && dep == desired {
+		// A new Deployment (ensure returns desired itself when it created it) goes out
+		// alone: it is what starts the consumer's pods. Its creation brings the next
+		// reconcile, which applies the rest and writes the status, queued behind other new
+		// consumers' first reconciles (creationsLast).
+		r.applied(ac, req.NamespacedName, dep)
+		return ctrl.Result{}, nil
+	}
 	if err == nil {
-		_, err = ensure(ctx, r.Client, r.Scheme, ac, workload.Service(ac), current.service, serviceSpec)
+		_, err = ensure(ctx, r.Client, r.APIReader, r.Scheme, ac, workload.Service(ac), current.service, serviceSpec)
 	}
 	if err == nil {
 		err = r.ensurePodDisruptionBudget(ctx, ac, replicas, current.pdb)
@@ -139,11 +148,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	if dep != current.deployment {
-		r.expected.expect(req.NamespacedName, dep)
-		if workload.SkipsSearchVerification(ac) {
-			r.event(ac, corev1.EventTypeWarning, EventInsecureSkipVerify, "Apply",
-				"spec.elasticsearch.tls.insecureSkipVerify is true: the indexer does NOT verify the search server's certificate, so anyone on the network path can read and change what it writes; give the server's CA (caSecretRef or caConfigMapRef) instead")
-		}
+		r.applied(ac, req.NamespacedName, dep)
 	}
 	obs := observed{desired: replicas, deployment: dep, scale: scale}
 	if scaled := r.noteScaling(ac, current.deployment, replicas, scale); scaled {
@@ -151,6 +156,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// An autoscaled consumer is reconciled again after each lag measurement (lagPoller).
 	return ctrl.Result{}, r.writeStatus(ctx, ac, computeStatus(ac, obs))
+}
+
+// applied notes a Deployment this reconcile wrote: the cache must show it before the next
+// reconcile acts on it, and an indexer that skips certificate verification is warned about
+// each time its pods are (re)configured.
+func (r *Reconciler) applied(ac *atlasv1alpha1.AtlasConsumer, key types.NamespacedName, dep *appsv1.Deployment) {
+	r.expected.expect(key, dep)
+	if workload.SkipsSearchVerification(ac) {
+		r.event(ac, corev1.EventTypeWarning, EventInsecureSkipVerify, "Apply",
+			"spec.elasticsearch.tls.insecureSkipVerify is true: the indexer does NOT verify the search server's certificate, so anyone on the network path can read and change what it writes; give the server's CA (caSecretRef or caConfigMapRef) instead")
+	}
 }
 
 // stallAndLookAgain reports a name conflict; the conflicting object is not owned, so no
@@ -170,41 +186,30 @@ type owned struct {
 	pdb        *policyv1.PodDisruptionBudget
 }
 
-// observeOwned reads the consumer's objects and makes sure the names of the Deployment
-// and Service are free or owned by this AtlasConsumer.
+// observeOwned reads the consumer's objects from the cache, which holds only objects
+// with the operator's label: a name missing there is checked when the operator creates
+// the object (ensure).
 func (r *Reconciler) observeOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer) (owned, error) {
 	var o owned
 	dep, svc, pdb := &appsv1.Deployment{}, &corev1.Service{}, &policyv1.PodDisruptionBudget{}
-	found, err := r.getOwned(ctx, ac, "Deployment", workload.DeploymentName(ac), dep)
+	found, err := getOwned(ctx, r.Client, ac, "Deployment", workload.DeploymentName(ac), dep)
 	if err != nil {
 		return o, err
 	}
 	if found {
 		o.deployment = dep
 	}
-	if found, err = r.getOwned(ctx, ac, "Service", workload.ServiceName(ac), svc); err != nil {
+	if found, err = getOwned(ctx, r.Client, ac, "Service", workload.ServiceName(ac), svc); err != nil {
 		return o, err
 	} else if found {
 		o.service = svc
 	}
-	// The budget exists only above one replica: its name is checked when it is created.
 	if found, err = getOwned(ctx, r.Client, ac, "PodDisruptionBudget", workload.DeploymentName(ac), pdb); err != nil {
 		return o, err
 	} else if found {
 		o.pdb = pdb
 	}
 	return o, nil
-}
-
-// getOwned looks in the cache first. The cache holds only objects with the operator's
-// label, so a name missing there is looked up on the API server before the operator
-// takes it (once: after the apply the object is in the cache).
-func (r *Reconciler) getOwned(ctx context.Context, ac *atlasv1alpha1.AtlasConsumer, kind, name string, obj client.Object) (bool, error) {
-	found, err := getOwned(ctx, r.Client, ac, kind, name, obj)
-	if found || err != nil {
-		return found, err
-	}
-	return getOwned(ctx, r.APIReader, ac, kind, name, obj)
 }
 
 // decideReplicas is the replica count: from the spec, or from the lag when autoscaling.
@@ -281,12 +286,7 @@ func (r *Reconciler) ensurePodDisruptionBudget(ctx context.Context, ac *atlasv1a
 		return nil
 	}
 	desired := workload.PodDisruptionBudget(ac)
-	if existing == nil { // its name is checked before the operator takes it
-		if _, err := getOwned(ctx, r.APIReader, ac, "PodDisruptionBudget", desired.Name, &policyv1.PodDisruptionBudget{}); err != nil {
-			return err
-		}
-	}
-	_, err := ensure(ctx, r.Client, r.Scheme, ac, desired, existing, budgetSpec)
+	_, err := ensure(ctx, r.Client, r.APIReader, r.Scheme, ac, desired, existing, budgetSpec)
 	return err
 }
 
@@ -312,7 +312,7 @@ func (r *Reconciler) ensureNetworkPolicy(ctx context.Context, ac *atlasv1alpha1.
 		}
 		return nil
 	}
-	found, err := r.getOwned(ctx, ac, "NetworkPolicy", name, existing)
+	found, err := getOwned(ctx, r.Client, ac, "NetworkPolicy", name, existing)
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func (r *Reconciler) ensureNetworkPolicy(ctx context.Context, ac *atlasv1alpha1.
 		existing = nil
 	}
 	desired := workload.NetworkPolicy(ac, workload.PostgresPorts(string(secrets.get(&ac.Spec.Postgres.DSNSecretRef))))
-	_, err = ensure(ctx, r.Client, r.Scheme, ac, desired, existing, networkPolicySpec)
+	_, err = ensure(ctx, r.Client, r.APIReader, r.Scheme, ac, desired, existing, networkPolicySpec)
 	return err
 }
 
@@ -402,11 +402,11 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, opt
 		Named("atlasconsumer").
 		For(&atlasv1alpha1.AtlasConsumer{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		WatchesRawSource(source.Channel(fanout.wake, &handler.EnqueueRequestForObject{})).
+		Watches(&appsv1.Deployment{}, ownedBy(mgr, &atlasv1alpha1.AtlasConsumer{})).
+		Watches(&corev1.Service{}, ownedBy(mgr, &atlasv1alpha1.AtlasConsumer{})).
+		Watches(&policyv1.PodDisruptionBudget{}, ownedBy(mgr, &atlasv1alpha1.AtlasConsumer{})).
+		Watches(&networkingv1.NetworkPolicy{}, ownedBy(mgr, &atlasv1alpha1.AtlasConsumer{})).
+		WatchesRawSource(source.Channel(fanout.wake, wakesLast(&handler.EnqueueRequestForObject{}))).
 		WatchesRawSource(source.Channel(r.scaler.poller.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Complete(r)

@@ -344,6 +344,75 @@ func TestNameConflictIsNotAdopted(t *testing.T) {
 	}
 }
 
+// TestNamesOutsideTheCache: the operator's cache holds only objects with its label, and
+// it creates what the cache lacks without looking first. A create refused because the
+// name is taken is followed by a read: its own Service, whose label someone removed, is
+// taken back (the label restored, no conflict); a Service of the name that belongs to
+// someone else is reported as a NameConflict and left as it is.
+func TestNamesOutsideTheCache(t *testing.T) {
+	t.Parallel()
+	env, ns := consumerNamespace(t)
+	ctx := context.Background()
+
+	ours := auditConsumer(ns, "ours")
+	mustCreate(t, env, ours)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ours-metrics"}}
+	eventually(t, timeoutCreate, "Service and status", func() error {
+		if err := get(t, env, svc); err != nil {
+			return err
+		}
+		if err := get(t, env, ours); err != nil {
+			return err
+		}
+		if ours.Status.ObservedGeneration != ours.Generation {
+			return fmt.Errorf("no status yet")
+		}
+		return nil
+	})
+	delete(svc.Labels, workload.LabelManagedBy)
+	if err := env.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeoutCreate, "the label restored", func() error {
+		if err := get(t, env, svc); err != nil {
+			return err
+		}
+		if svc.Labels[workload.LabelManagedBy] != workload.ManagedBy {
+			return fmt.Errorf("labels %v", svc.Labels)
+		}
+		return nil
+	})
+	if err := get(t, env, ours); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(ours.Status.Conditions, atlasv1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		t.Fatalf("its own Service taken for someone else's: %+v", c)
+	}
+
+	theirs := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other-metrics", Labels: map[string]string{"app": "theirs"}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}, Selector: map[string]string{"app": "theirs"}},
+	}
+	mustCreate(t, env, theirs)
+	other := auditConsumer(ns, "other")
+	mustCreate(t, env, other)
+	eventually(t, timeoutCreate, "NameConflict reported", func() error {
+		if err := get(t, env, other); err != nil {
+			return err
+		}
+		return wantCondition(other, atlasv1alpha1.ConditionStalled, metav1.ConditionTrue, "NameConflict", `Service named "other-metrics" already exists and is not owned`)
+	})
+	if err := get(t, env, theirs); err != nil {
+		t.Fatal(err)
+	}
+	if len(theirs.OwnerReferences) != 0 || theirs.Labels[workload.LabelManagedBy] != "" || theirs.Spec.Selector["app"] != "theirs" {
+		t.Fatalf("the foreign Service was changed: %+v %+v", theirs.ObjectMeta, theirs.Spec)
+	}
+	if w := shared.writes.inNamespace(ns); slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "/services/other-metrics") }) {
+		t.Fatalf("the operator wrote to the foreign Service: %v", w)
+	}
+}
+
 // TestStatusProgressingThenReady: while the Deployment rolls out the AtlasConsumer is
 // Progressing (kstatus: InProgress); once the Deployment reports every pod ready, it is
 // Ready (kstatus: Current).
