@@ -34,9 +34,9 @@ func (e *nameConflictError) Error() string {
 	return fmt.Sprintf("a %s named %q already exists and is not owned by this AtlasConsumer: the operator does not adopt or overwrite it; rename or delete it", e.kind, e.name)
 }
 
-// getOwned reads an object of the consumer from c (the cache, or the API server) into obj. It returns false when
-// the object does not exist, and a nameConflictError when it exists but this
-// AtlasConsumer is not its controller.
+// getOwned reads an object of the consumer from c (the cache, or the API server) into
+// obj. It returns false when the object does not exist, and a nameConflictError when it
+// exists but this AtlasConsumer is not its controller.
 func getOwned(ctx context.Context, c client.Reader, ac *atlasv1alpha1.AtlasConsumer, kind, name string, obj client.Object) (bool, error) {
 	err := c.Get(ctx, client.ObjectKey{Namespace: ac.Namespace, Name: name}, obj)
 	if apierrors.IsNotFound(err) {

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	atlasv1alpha1 "github.com/atlas-platform/atlas-operator/api/v1alpha1"
-	"github.com/atlas-platform/atlas-operator/test/infra"
 	"github.com/atlas-platform/atlas-operator/test/kube"
 )
 
@@ -28,11 +27,7 @@ import (
 // before it; queueing the creation's echo at normal priority, some.
 func TestAFleetGetsItsDeploymentsFirst(t *testing.T) {
 	t.Parallel()
-	env, err := kube.StartEnv(infra.RepoRoot(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := kube.Start(t)
 	const ns, count = "fleet", 60
 	mustCreate(t, env, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	dsnSecret(t, env, ns, "pg", dsnValue)
